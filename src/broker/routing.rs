@@ -1,0 +1,207 @@
+//! Routing a PUBLISH: from the topic trie to each matching subscriber's queue.
+//!
+//! ```text
+//!   reader thread of the publisher            writer thread of each subscriber
+//!   ─────────────────────────────            ────────────────────────────────
+//!   Broker::publish(message)
+//!     lock trie, collect matches, unlock
+//!     one Delivery per session ──try_send──▶  Outbox (bounded crossbeam channel)
+//! ```
+//!
+//! The publisher never waits for a subscriber: `try_send` on a full queue fails at once, and
+//! the message is dropped *for that subscriber only* and counted. The payload and topic are
+//! `Arc`s, so a message to a thousand subscribers is stored once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use super::{Broker, SessionId};
+use crate::codec::QoS;
+
+/// An Application Message as the broker received it (§3.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: Arc<str>,
+    pub payload: Arc<[u8]>,
+    /// The QoS it was published with.
+    pub qos: QoS,
+    /// The RETAIN flag it was published with.
+    pub retain: bool,
+}
+
+/// One message on its way to one subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message: Message,
+    /// min(published QoS, granted QoS) ([MQTT-3.8.4-6]).
+    pub qos: QoS,
+}
+
+/// The queue from the broker to one session's writer thread.
+///
+/// Many reader threads (every publisher) send into it; one writer thread receives. It is
+/// bounded by `max_queued_messages`: what does not fit is dropped and counted.
+#[derive(Debug)]
+pub struct Outbox {
+    client_id: Arc<str>,
+    sender: Sender<Delivery>,
+    /// Drops since the writer last reported them. Written by publishers, reset by the writer.
+    dropped: AtomicU64,
+}
+
+impl Outbox {
+    /// A new queue of `capacity` messages, and the receiving end for the writer thread.
+    pub fn new(client_id: Arc<str>, capacity: usize) -> (Arc<Outbox>, Receiver<Delivery>) {
+        let (sender, receiver) = crossbeam_channel::bounded(capacity.max(1));
+        let outbox = Outbox {
+            client_id,
+            sender,
+            dropped: AtomicU64::new(0),
+        };
+        (Arc::new(outbox), receiver)
+    }
+
+    pub fn client_id(&self) -> &Arc<str> {
+        &self.client_id
+    }
+
+    /// Queues a delivery without waiting. Returns false if the queue was full (or the
+    /// writer is gone) and the delivery was dropped.
+    fn offer(&self, delivery: Delivery) -> bool {
+        match self.sender.try_send(delivery) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                // Warn once at the start of a run of drops; the writer reports the total.
+                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    log::warn!(
+                        "client {:?}: queue full ({} messages), dropping messages for it",
+                        self.client_id,
+                        self.sender.capacity().unwrap_or(0)
+                    );
+                }
+                false
+            }
+            // The writer thread has exited; the session is being torn down.
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Takes the number of drops since the last call (for the writer's summary line).
+    pub fn take_dropped(&self) -> u64 {
+        self.dropped.swap(0, Ordering::Relaxed)
+    }
+}
+
+impl Broker {
+    /// Delivers `message` to every session with a matching subscription ([MQTT-4.5.0-1]).
+    ///
+    /// A session with several matching subscriptions gets the message once, at the highest
+    /// QoS among them ([MQTT-3.3.5-1]).
+    pub fn publish(&self, message: &Message) {
+        self.stats
+            .publishes_received
+            .fetch_add(1, Ordering::Relaxed);
+        let mut targets: Vec<(SessionId, QoS, Arc<Outbox>)> = Vec::new();
+        {
+            let trie = self.subscriptions.lock();
+            trie.for_each_match(&message.topic, |session, subscriber| {
+                targets.push((*session, subscriber.qos, Arc::clone(&subscriber.outbox)));
+            });
+        }
+        for (qos, outbox) in one_per_session(targets) {
+            let delivery = Delivery {
+                message: message.clone(),
+                // [MQTT-3.8.4-6] never more than the subscription was granted.
+                qos: message.qos.min(qos),
+            };
+            if !outbox.offer(delivery) {
+                self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Merges overlapping subscriptions of the same session into one target, keeping the
+/// highest granted QoS ([MQTT-3.3.5-1]).
+fn one_per_session(
+    mut targets: Vec<(SessionId, QoS, Arc<Outbox>)>,
+) -> impl Iterator<Item = (QoS, Arc<Outbox>)> {
+    targets.sort_unstable_by_key(|(session, qos, _)| (*session, std::cmp::Reverse(*qos)));
+    // After sorting, the first entry of each session has its highest QoS.
+    targets.dedup_by_key(|(session, _, _)| *session);
+    targets.into_iter().map(|(_, qos, outbox)| (qos, outbox))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn message(topic: &str, qos: QoS) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: Arc::from(&b"x"[..]),
+            qos,
+            retain: false,
+        }
+    }
+
+    #[test]
+    fn overlapping_subscriptions_deliver_once_mqtt_3_3_5_1() {
+        let broker = Broker::new(Config::default());
+        let (outbox, inbox) = Outbox::new("alice".into(), 10);
+        broker.subscribe(1, &outbox, "a/b", QoS::AtMostOnce);
+        broker.subscribe(1, &outbox, "a/+", QoS::AtMostOnce);
+        broker.subscribe(1, &outbox, "#", QoS::AtMostOnce);
+        broker.publish(&message("a/b", QoS::AtMostOnce));
+        assert_eq!(inbox.len(), 1);
+    }
+
+    #[test]
+    fn one_per_session_keeps_the_highest_qos() {
+        let (a, _ra) = Outbox::new("a".into(), 1);
+        let (b, _rb) = Outbox::new("b".into(), 1);
+        let targets = vec![
+            (7, QoS::AtMostOnce, Arc::clone(&a)),
+            (3, QoS::AtMostOnce, Arc::clone(&b)),
+            (7, QoS::ExactlyOnce, Arc::clone(&a)),
+            (7, QoS::AtLeastOnce, Arc::clone(&a)),
+        ];
+        let merged: Vec<(QoS, Arc<str>)> = one_per_session(targets)
+            .map(|(qos, outbox)| (qos, Arc::clone(outbox.client_id())))
+            .collect();
+        assert_eq!(
+            merged,
+            [
+                (QoS::AtMostOnce, "b".into()),
+                (QoS::ExactlyOnce, "a".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_blocking() {
+        let broker = Broker::new(Config::default());
+        let (outbox, inbox) = Outbox::new("slow".into(), 2);
+        broker.subscribe(1, &outbox, "t", QoS::AtMostOnce);
+        for _ in 0..5 {
+            broker.publish(&message("t", QoS::AtMostOnce));
+        }
+        assert_eq!(inbox.len(), 2);
+        assert_eq!(broker.stats().messages_dropped, 3);
+        assert_eq!(outbox.take_dropped(), 3);
+        assert_eq!(outbox.take_dropped(), 0);
+    }
+
+    #[test]
+    fn delivery_qos_is_the_minimum_of_published_and_granted_mqtt_3_8_4_6() {
+        let broker = Broker::new(Config::default());
+        let (outbox, inbox) = Outbox::new("c".into(), 10);
+        broker.subscribe(1, &outbox, "t", QoS::ExactlyOnce);
+        broker.publish(&message("t", QoS::AtLeastOnce));
+        let granted = QoS::ExactlyOnce.min(super::super::MAX_GRANTED_QOS);
+        assert_eq!(inbox.try_recv().unwrap().qos, QoS::AtLeastOnce.min(granted));
+    }
+}

@@ -1,0 +1,149 @@
+//! Reading one packet's bytes off a stream: byte 1, the Remaining Length, the body (§2.1).
+//!
+//! This is step one of "frame first, then parse". It knows nothing about packet types
+//! beyond byte 1; it only makes sure that exactly one packet's bytes are taken off the
+//! socket, that a hostile length cannot make us allocate memory we were never sent, and that
+//! packets over the configured size limit are refused before their body is read.
+
+use std::io::{self, Read};
+
+use super::primitives::{read_remaining_length, LengthError, MAX_REMAINING_LENGTH};
+use super::{DecodeError, Packet};
+
+/// The bytes of one packet: byte 1 of the fixed header and the body that followed the
+/// Remaining Length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub byte1: u8,
+    pub body: Vec<u8>,
+}
+
+impl Frame {
+    /// Step two: parse the body.
+    pub fn decode(&self) -> Result<Packet, DecodeError> {
+        Packet::decode(self.byte1, &self.body)
+    }
+}
+
+/// Why no frame could be read.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The peer closed the connection cleanly, between two packets.
+    Closed,
+    /// The socket failed, timed out, or closed in the middle of a packet.
+    Io(io::Error),
+    /// The Remaining Length itself is malformed.
+    Malformed(DecodeError),
+    /// The packet is bigger than the broker accepts; its body was not read.
+    TooLarge {
+        remaining_length: usize,
+        limit: usize,
+    },
+}
+
+/// Reads the next packet's bytes from `input`.
+///
+/// `max_remaining_length` bounds what we are willing to read into memory; it is clamped to
+/// the largest length the protocol can express.
+pub fn read_frame<R: Read>(
+    input: &mut R,
+    max_remaining_length: usize,
+) -> Result<Frame, FrameError> {
+    let mut byte1 = [0u8; 1];
+    match input.read_exact(&mut byte1) {
+        Ok(()) => {}
+        // End of stream before a packet starts is the peer hanging up, not an error.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(FrameError::Io(e)),
+    }
+    let remaining_length = read_remaining_length(input).map_err(|e| match e {
+        LengthError::Io(e) => FrameError::Io(e),
+        LengthError::Malformed(e) => FrameError::Malformed(e),
+    })?;
+    let limit = max_remaining_length.min(MAX_REMAINING_LENGTH);
+    if remaining_length > limit {
+        return Err(FrameError::TooLarge {
+            remaining_length,
+            limit,
+        });
+    }
+    // Never allocate from a declared length: `read_to_end` grows the buffer as bytes
+    // actually arrive, so a peer that claims 256 MB and sends 10 bytes costs 10 bytes.
+    let mut body = Vec::new();
+    let wanted = u64::try_from(remaining_length).unwrap_or(u64::MAX);
+    let got = input
+        .take(wanted)
+        .read_to_end(&mut body)
+        .map_err(FrameError::Io)?;
+    if got < remaining_length {
+        return Err(FrameError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("connection closed after {got} of {remaining_length} body bytes"),
+        )));
+    }
+    Ok(Frame {
+        byte1: byte1[0],
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_exactly_one_packet_and_leaves_the_next() {
+        // PINGREQ (0xC0 0x00) followed by a PUBACK for id 7 (0x40 0x02 0x00 0x07).
+        let mut stream: &[u8] = &[0xC0, 0x00, 0x40, 0x02, 0x00, 0x07];
+        let first = read_frame(&mut stream, 1024).unwrap();
+        assert_eq!(first.decode().unwrap(), Packet::Pingreq);
+        let second = read_frame(&mut stream, 1024).unwrap();
+        assert_eq!(second.decode().unwrap(), Packet::Puback(7));
+        assert!(matches!(
+            read_frame(&mut stream, 1024),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn refuses_a_packet_over_the_limit_before_reading_its_body() {
+        // PUBLISH claiming 200 bytes, limit 100: refused after the 2 header bytes.
+        let mut stream: &[u8] = &[0x30, 0xC8, 0x01, b'x'];
+        match read_frame(&mut stream, 100) {
+            Err(FrameError::TooLarge {
+                remaining_length: 200,
+                limit: 100,
+            }) => {}
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        assert_eq!(stream, &[b'x'], "the body must not have been read");
+    }
+
+    #[test]
+    fn a_huge_declared_length_with_few_bytes_allocates_only_what_arrived() {
+        // 268 435 455 declared, 3 bytes sent, then end of stream.
+        let mut stream: &[u8] = &[0x30, 0xFF, 0xFF, 0xFF, 0x7F, 1, 2, 3];
+        match read_frame(&mut stream, MAX_REMAINING_LENGTH) {
+            Err(FrameError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
+            other => panic!("expected a truncated frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_five_byte_remaining_length_is_malformed() {
+        let mut stream: &[u8] = &[0x30, 0x80, 0x80, 0x80, 0x80, 0x01];
+        assert!(matches!(
+            read_frame(&mut stream, MAX_REMAINING_LENGTH),
+            Err(FrameError::Malformed(DecodeError::RemainingLengthTooLong))
+        ));
+    }
+
+    #[test]
+    fn a_stream_ending_inside_the_fixed_header_is_an_io_error_not_a_clean_close() {
+        let mut stream: &[u8] = &[0x30];
+        assert!(matches!(
+            read_frame(&mut stream, 1024),
+            Err(FrameError::Io(_))
+        ));
+    }
+}

@@ -1,0 +1,361 @@
+//! The wire format: turning bytes into [`Packet`]s and back (spec §1.5, §2 and §3).
+//!
+//! Every MQTT Control Packet is a *fixed header* followed by a body (§2.1):
+//!
+//! ```text
+//!   byte 1        bits 7-4: packet type (Table 2.1)    bits 3-0: flags (Table 2.2)
+//!   bytes 2..=5   Remaining Length: 1 to 4 bytes, the size of the rest (§2.2.3)
+//!   body          variable header, then payload, exactly Remaining Length bytes
+//! ```
+//!
+//! Reading happens in two steps, *frame first, then parse*: [`frame::read_frame`] reads
+//! byte 1 and the Remaining Length from the socket, checks the size limit and reads exactly
+//! that many body bytes; then [`Packet::decode`] parses the body from a slice, so running
+//! out of bytes inside a body is a malformed packet and never a reason to wait for more.
+//!
+//! Files, one per packet family, each with decode, encode and byte-vector tests together:
+//!
+//! | file                  | packets                                   | spec       |
+//! |-----------------------|-------------------------------------------|------------|
+//! | `primitives.rs`       | integers, strings, Remaining Length        | §1.5, §2.2.3 |
+//! | `frame.rs`            | reading one packet's bytes off a stream    | §2.1, §2.2 |
+//! | `connect.rs`          | CONNECT, CONNACK                           | §3.1, §3.2 |
+//! | `publish.rs`          | PUBLISH                                    | §3.3       |
+//! | `ack.rs`              | PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK  | §3.4–§3.7, §3.11 |
+//! | `subscribe.rs`        | SUBSCRIBE, SUBACK                          | §3.8, §3.9 |
+//! | `unsubscribe.rs`      | UNSUBSCRIBE                                | §3.10      |
+//! | `ping_disconnect.rs`  | PINGREQ, PINGRESP, DISCONNECT              | §3.12–§3.14 |
+
+pub mod ack;
+pub mod connect;
+mod error;
+pub mod frame;
+pub mod ping_disconnect;
+pub mod primitives;
+pub mod publish;
+pub mod subscribe;
+pub mod unsubscribe;
+
+use std::fmt;
+
+pub use connect::{Connack, Connect, ConnectReturnCode, ProtocolVersion, Will};
+pub use error::DecodeError;
+pub use frame::{read_frame, Frame, FrameError};
+pub use publish::Publish;
+pub use subscribe::{Suback, Subscribe, SubscribeReturnCode};
+pub use unsubscribe::Unsubscribe;
+
+/// A Packet Identifier (§2.3.1): a two-byte number, never 0 on the wire.
+pub type PacketId = u16;
+
+/// The fourteen packet types of Table 2.1, numbered as in byte 1, bits 7–4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketType {
+    /// Client → server: request to connect.
+    Connect = 1,
+    /// Server → client: connect acknowledgement.
+    Connack = 2,
+    /// Both ways: an application message.
+    Publish = 3,
+    /// Both ways: QoS 1 acknowledgement.
+    Puback = 4,
+    /// Both ways: QoS 2, part 1 (publish received).
+    Pubrec = 5,
+    /// Both ways: QoS 2, part 2 (publish release).
+    Pubrel = 6,
+    /// Both ways: QoS 2, part 3 (publish complete).
+    Pubcomp = 7,
+    /// Client → server: subscribe request.
+    Subscribe = 8,
+    /// Server → client: subscribe acknowledgement.
+    Suback = 9,
+    /// Client → server: unsubscribe request.
+    Unsubscribe = 10,
+    /// Server → client: unsubscribe acknowledgement.
+    Unsuback = 11,
+    /// Client → server: are you there?
+    Pingreq = 12,
+    /// Server → client: yes.
+    Pingresp = 13,
+    /// Client → server: I am leaving cleanly.
+    Disconnect = 14,
+}
+
+impl PacketType {
+    /// Reads the type from the high nibble of byte 1; 0 and 15 are reserved (Table 2.1).
+    pub fn from_byte1(byte1: u8) -> Result<PacketType, DecodeError> {
+        use PacketType::*;
+        Ok(match byte1 >> 4 {
+            1 => Connect,
+            2 => Connack,
+            3 => Publish,
+            4 => Puback,
+            5 => Pubrec,
+            6 => Pubrel,
+            7 => Pubcomp,
+            8 => Subscribe,
+            9 => Suback,
+            10 => Unsubscribe,
+            11 => Unsuback,
+            12 => Pingreq,
+            13 => Pingresp,
+            14 => Disconnect,
+            reserved => return Err(DecodeError::ReservedPacketType(reserved)),
+        })
+    }
+
+    /// The flag nibble Table 2.2 requires, or `None` for PUBLISH, whose nibble carries
+    /// DUP, QoS and RETAIN.
+    pub fn required_flags(self) -> Option<u8> {
+        match self {
+            PacketType::Publish => None,
+            PacketType::Pubrel | PacketType::Subscribe | PacketType::Unsubscribe => Some(0b0010),
+            _ => Some(0b0000),
+        }
+    }
+
+    /// The statement that names the reserved flags of this packet type.
+    pub fn flags_rule(self) -> &'static str {
+        match self {
+            PacketType::Pubrel => "[MQTT-3.6.1-1]",
+            PacketType::Subscribe => "[MQTT-3.8.1-1]",
+            PacketType::Unsubscribe => "[MQTT-3.10.1-1]",
+            PacketType::Disconnect => "[MQTT-3.14.1-1]",
+            _ => "[MQTT-2.2.2-2]",
+        }
+    }
+
+    /// Byte 1 of a packet of this type with its required flags.
+    fn byte1(self) -> u8 {
+        ((self as u8) << 4) | self.required_flags().unwrap_or(0)
+    }
+
+    pub fn name(self) -> &'static str {
+        use PacketType::*;
+        match self {
+            Connect => "CONNECT",
+            Connack => "CONNACK",
+            Publish => "PUBLISH",
+            Puback => "PUBACK",
+            Pubrec => "PUBREC",
+            Pubrel => "PUBREL",
+            Pubcomp => "PUBCOMP",
+            Subscribe => "SUBSCRIBE",
+            Suback => "SUBACK",
+            Unsubscribe => "UNSUBSCRIBE",
+            Unsuback => "UNSUBACK",
+            Pingreq => "PINGREQ",
+            Pingresp => "PINGRESP",
+            Disconnect => "DISCONNECT",
+        }
+    }
+}
+
+impl fmt::Display for PacketType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Quality of Service levels (§4.3). Ordered, so `min` and `max` mean what they say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum QoS {
+    /// At most once: fire and forget.
+    AtMostOnce = 0,
+    /// At least once: acknowledged by PUBACK, may be duplicated.
+    AtLeastOnce = 1,
+    /// Exactly once: the PUBREC / PUBREL / PUBCOMP handshake.
+    ExactlyOnce = 2,
+}
+
+impl QoS {
+    /// The QoS for a two-bit value; 3 is not a QoS.
+    pub fn from_bits(bits: u8) -> Option<QoS> {
+        match bits {
+            0 => Some(QoS::AtMostOnce),
+            1 => Some(QoS::AtLeastOnce),
+            2 => Some(QoS::ExactlyOnce),
+            _ => None,
+        }
+    }
+
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+/// One MQTT Control Packet, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packet {
+    Connect(Connect),
+    Connack(Connack),
+    Publish(Publish),
+    Puback(PacketId),
+    Pubrec(PacketId),
+    Pubrel(PacketId),
+    Pubcomp(PacketId),
+    Subscribe(Subscribe),
+    Suback(Suback),
+    Unsubscribe(Unsubscribe),
+    Unsuback(PacketId),
+    Pingreq,
+    Pingresp,
+    Disconnect,
+}
+
+impl Packet {
+    pub fn packet_type(&self) -> PacketType {
+        match self {
+            Packet::Connect(_) => PacketType::Connect,
+            Packet::Connack(_) => PacketType::Connack,
+            Packet::Publish(_) => PacketType::Publish,
+            Packet::Puback(_) => PacketType::Puback,
+            Packet::Pubrec(_) => PacketType::Pubrec,
+            Packet::Pubrel(_) => PacketType::Pubrel,
+            Packet::Pubcomp(_) => PacketType::Pubcomp,
+            Packet::Subscribe(_) => PacketType::Subscribe,
+            Packet::Suback(_) => PacketType::Suback,
+            Packet::Unsubscribe(_) => PacketType::Unsubscribe,
+            Packet::Unsuback(_) => PacketType::Unsuback,
+            Packet::Pingreq => PacketType::Pingreq,
+            Packet::Pingresp => PacketType::Pingresp,
+            Packet::Disconnect => PacketType::Disconnect,
+        }
+    }
+
+    /// Decodes one packet from byte 1 of its fixed header and its body: the one dispatch
+    /// site for decoding.
+    pub fn decode(byte1: u8, body: &[u8]) -> Result<Packet, DecodeError> {
+        let packet_type = PacketType::from_byte1(byte1)?;
+        let flags = byte1 & 0x0F;
+        // [MQTT-2.2.2-2] a reserved flag nibble with the wrong value closes the connection.
+        if let Some(required) = packet_type.required_flags() {
+            if flags != required {
+                return Err(DecodeError::InvalidFlags {
+                    packet: packet_type,
+                    flags,
+                });
+            }
+        }
+        let mut reader = primitives::Reader::new(body);
+        let packet = match packet_type {
+            PacketType::Connect => Packet::Connect(Connect::decode(&mut reader)?),
+            PacketType::Connack => Packet::Connack(Connack::decode(&mut reader)?),
+            PacketType::Publish => Packet::Publish(Publish::decode(flags, &mut reader)?),
+            PacketType::Puback => Packet::Puback(ack::decode(packet_type, &mut reader)?),
+            PacketType::Pubrec => Packet::Pubrec(ack::decode(packet_type, &mut reader)?),
+            PacketType::Pubrel => Packet::Pubrel(ack::decode(packet_type, &mut reader)?),
+            PacketType::Pubcomp => Packet::Pubcomp(ack::decode(packet_type, &mut reader)?),
+            PacketType::Subscribe => Packet::Subscribe(Subscribe::decode(&mut reader)?),
+            PacketType::Suback => Packet::Suback(Suback::decode(&mut reader)?),
+            PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::decode(&mut reader)?),
+            PacketType::Unsuback => Packet::Unsuback(ack::decode(packet_type, &mut reader)?),
+            // These three have no body at all: `finish` below rejects any byte.
+            PacketType::Pingreq => Packet::Pingreq,
+            PacketType::Pingresp => Packet::Pingresp,
+            PacketType::Disconnect => Packet::Disconnect,
+        };
+        // Whatever the type, a byte left over after the last field is malformed (§2.2.3).
+        reader.finish(packet_type)?;
+        Ok(packet)
+    }
+
+    /// Appends the whole packet, fixed header included, to `out`: the one dispatch site for
+    /// encoding. Each type computes its Remaining Length first, so bytes go out in order.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Packet::Connect(connect) => connect.encode(out),
+            Packet::Connack(connack) => connack.encode(out),
+            Packet::Publish(publish) => publish.encode(out),
+            Packet::Puback(id)
+            | Packet::Pubrec(id)
+            | Packet::Pubrel(id)
+            | Packet::Pubcomp(id)
+            | Packet::Unsuback(id) => ack::encode(self.packet_type(), *id, out),
+            Packet::Subscribe(subscribe) => subscribe.encode(out),
+            Packet::Suback(suback) => suback.encode(out),
+            Packet::Unsubscribe(unsubscribe) => unsubscribe.encode(out),
+            Packet::Pingreq | Packet::Pingresp | Packet::Disconnect => {
+                ping_disconnect::encode(self.packet_type(), out)
+            }
+        }
+    }
+
+    /// The packet as bytes; handy in tests and for logging.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+}
+
+/// The one-line description used by the per-packet debug log, for example
+/// `SUBSCRIBE id=1 ["hoge/fuga" qos 0]`. Passwords are masked and payloads shown as a size.
+impl fmt::Display for Packet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Packet::Connect(connect) => connect.fmt(f),
+            Packet::Connack(connack) => connack.fmt(f),
+            Packet::Publish(publish) => publish.fmt(f),
+            Packet::Puback(id)
+            | Packet::Pubrec(id)
+            | Packet::Pubrel(id)
+            | Packet::Pubcomp(id)
+            | Packet::Unsuback(id) => write!(f, "{} id={id}", self.packet_type()),
+            Packet::Subscribe(subscribe) => subscribe.fmt(f),
+            Packet::Suback(suback) => suback.fmt(f),
+            Packet::Unsubscribe(unsubscribe) => unsubscribe.fmt(f),
+            Packet::Pingreq | Packet::Pingresp | Packet::Disconnect => {
+                f.write_str(self.packet_type().name())
+            }
+        }
+    }
+}
+
+/// Writes byte 1 and the Remaining Length: the start of every encoded packet.
+fn put_fixed_header(out: &mut Vec<u8>, byte1: u8, remaining_length: usize) {
+    out.push(byte1);
+    primitives::put_remaining_length(out, remaining_length);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_packet_types_0_and_15_are_malformed() {
+        assert_eq!(
+            Packet::decode(0x00, &[]),
+            Err(DecodeError::ReservedPacketType(0))
+        );
+        assert_eq!(
+            Packet::decode(0xF0, &[]),
+            Err(DecodeError::ReservedPacketType(15))
+        );
+    }
+
+    #[test]
+    fn wrong_reserved_flags_are_rejected_for_every_type_mqtt_2_2_2_2() {
+        // Byte 1 with the right type and every wrong nibble: never accepted, never a panic.
+        for packet_type in 1u8..=14 {
+            let pt = PacketType::from_byte1(packet_type << 4).unwrap();
+            let Some(required) = pt.required_flags() else {
+                continue;
+            };
+            for flags in (0u8..16).filter(|f| *f != required) {
+                let err = Packet::decode((packet_type << 4) | flags, &[0, 1]).unwrap_err();
+                assert_eq!(err, DecodeError::InvalidFlags { packet: pt, flags });
+            }
+        }
+    }
+
+    #[test]
+    fn flag_errors_name_the_packet_specific_rule() {
+        let rule = |byte1| Packet::decode(byte1, &[0, 1]).unwrap_err().rule();
+        assert_eq!(rule(0x60), "[MQTT-3.6.1-1]"); // PUBREL with 0000
+        assert_eq!(rule(0x80), "[MQTT-3.8.1-1]"); // SUBSCRIBE with 0000
+        assert_eq!(rule(0xA0), "[MQTT-3.10.1-1]"); // UNSUBSCRIBE with 0000
+        assert_eq!(rule(0xE1), "[MQTT-3.14.1-1]"); // DISCONNECT with 0001
+        assert_eq!(rule(0x41), "[MQTT-2.2.2-2]"); // PUBACK with 0001
+    }
+}

@@ -1,0 +1,36 @@
+//! The broker's settings, with defaults in the spirit of Mosquitto 2.0 run without a
+//! configuration file.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::codec::primitives::MAX_REMAINING_LENGTH;
+
+/// Everything a [`crate::Server`] can be told. `Config::default()` is what `cargo run` uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen. Default `127.0.0.1:1883`: local only, like Mosquitto 2.0 without a
+    /// configuration file, so a learner's broker is not open to the network by accident.
+    pub bind: SocketAddr,
+    /// How long a new TCP connection may take to send its CONNECT before it is closed
+    /// (§3.1.4: "within a reasonable amount of time"). Default 10 s.
+    pub connect_timeout: Duration,
+    /// The largest Remaining Length accepted; a bigger packet is refused before its body is
+    /// read. Default: the protocol's own limit, 268 435 455 bytes (as Mosquitto's default).
+    pub max_packet_size: usize,
+    /// How many messages may wait for one subscriber's writer thread. When the queue is
+    /// full, new messages for that subscriber are dropped and counted: a slow subscriber
+    /// never slows down a publisher. Default 1000, like Mosquitto's `max_queued_messages`.
+    pub max_queued_messages: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            connect_timeout: Duration::from_secs(10),
+            max_packet_size: MAX_REMAINING_LENGTH,
+            max_queued_messages: 1000,
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Why a connection ended, and how that is logged: the one place that maps every way a
+//! connection can end to a log level and a sentence.
+//!
+//! In MQTT 3.1.1 the server has no packet to say "I am closing you": closing the TCP
+//! connection *is* the message ([MQTT-4.8.0-1]). So the log line is the only place a
+//! learner can find out why; it always names the rule.
+
+use std::fmt;
+use std::io;
+
+use crate::codec::{DecodeError, FrameError};
+
+/// Every way a connection ends.
+#[derive(Debug)]
+pub enum CloseReason {
+    /// The client sent DISCONNECT: the clean way to leave.
+    ClientDisconnected,
+    /// The client closed the TCP connection without sending DISCONNECT.
+    PeerClosed,
+    /// Reading or writing the socket failed.
+    Io(io::Error),
+    /// Nothing arrived for 1.5 × Keep Alive ([MQTT-3.1.2-24]).
+    KeepAliveExpired { keep_alive: u16 },
+    /// The bytes did not form a valid packet.
+    Malformed(DecodeError),
+    /// A packet bigger than the configured limit.
+    TooLarge {
+        remaining_length: usize,
+        limit: usize,
+    },
+    /// A well-formed packet that breaks a rule of the protocol.
+    Violation { rule: &'static str, what: String },
+    /// Another connection presented the same Client Identifier ([MQTT-3.1.4-2]).
+    TakenOver,
+    /// The broker is shutting down.
+    ServerStopping,
+}
+
+impl CloseReason {
+    /// Turns a failed frame read into a reason. A read timeout means the keepalive timer
+    /// ran out: the socket's read timeout *is* the timer.
+    pub fn from_frame_error(error: FrameError, keep_alive: u16) -> CloseReason {
+        match error {
+            FrameError::Closed => CloseReason::PeerClosed,
+            FrameError::Io(e) if is_timeout(&e) => CloseReason::KeepAliveExpired { keep_alive },
+            FrameError::Io(e) => CloseReason::Io(e),
+            FrameError::Malformed(e) => CloseReason::Malformed(e),
+            FrameError::TooLarge {
+                remaining_length,
+                limit,
+            } => CloseReason::TooLarge {
+                remaining_length,
+                limit,
+            },
+        }
+    }
+
+    /// Was this a breach of the protocol by the client (logged as a warning)?
+    pub fn is_violation(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::Malformed(_)
+                | CloseReason::TooLarge { .. }
+                | CloseReason::Violation { .. }
+        )
+    }
+
+    /// Logs the line that tells why `who` was closed: a warning for a breach of the
+    /// protocol, information otherwise.
+    pub fn log(&self, who: &str) {
+        if self.is_violation() {
+            log::warn!("client {who:?} closed: {self}");
+        } else {
+            log::info!("client {who:?} disconnected: {self}");
+        }
+    }
+}
+
+/// Whether a read error is a read timeout (Unix reports `WouldBlock`, Windows `TimedOut`).
+pub fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::ClientDisconnected => write!(f, "sent DISCONNECT"),
+            CloseReason::PeerClosed => write!(f, "closed the connection without DISCONNECT"),
+            CloseReason::Io(e) => write!(f, "connection error: {e}"),
+            CloseReason::KeepAliveExpired { keep_alive } => write!(
+                f,
+                "[MQTT-3.1.2-24] nothing received for 1.5 x Keep Alive ({keep_alive} s)"
+            ),
+            CloseReason::Malformed(e) => write!(f, "malformed packet {}: {e}", e.rule()),
+            CloseReason::TooLarge {
+                remaining_length,
+                limit,
+            } => write!(
+                f,
+                "packet of {remaining_length} bytes exceeds the limit of {limit} bytes"
+            ),
+            CloseReason::Violation { rule, what } => {
+                write!(f, "protocol violation {rule}: {what}")
+            }
+            CloseReason::TakenOver => write!(
+                f,
+                "[MQTT-3.1.4-2] taken over by a new connection with the same Client Identifier"
+            ),
+            CloseReason::ServerStopping => write!(f, "the broker is stopping"),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! One client's life, from TCP accept to close (spec §3.1, §3.2, §3.12–§3.14, §4.8).
+//!
+//! ## Threads of one connection
+//!
+//! ```text
+//!            accept()
+//!               │
+//!   acceptor ───┴─▶ "hs:127.0.0.1:50312"   handshake: read CONNECT (10 s limit), validate,
+//!                        │                  assign the Client Identifier, take over, then
+//!                        │                  start the two threads below and end
+//!          ┌─────────────┴──────────────┐
+//!          ▼                            ▼
+//!   "rx:sensor-1" reader           "tx:sensor-1" writer
+//!   BufReader on the socket        BufWriter on the same socket
+//!   decodes packets, runs the      receives from two channels:
+//!   protocol (session.rs),           control:    replies of its own reader (CONNACK,
+//!   routes PUBLISH via the broker,                SUBACK, PUBACK, PINGRESP, …)
+//!   sends replies ──control──▶       deliveries: messages routed to this session by
+//!                                                any publisher's reader (bounded queue)
+//!                                  writes each packet, flushes when both are empty
+//! ```
+//!
+//! Who owns what:
+//! - the **socket** is one [`Socket`], shared: the reader reads it, the writer writes it,
+//!   takeover and `stop` shut it down;
+//! - the **session state** of the reader side (its subscriptions, the QoS 2 identifiers
+//!   waiting for PUBREL) belongs to the reader thread alone: no lock;
+//! - the **control channel** has one sender (the reader) and one receiver (the writer);
+//! - the **delivery queue** (an [`crate::broker::Outbox`]) has many senders, one per
+//!   matching subscription in the trie, and one receiver, the writer.
+//!
+//! Shutdown rule: whoever decides the connection is over shuts the socket down. The reader
+//! then stops reading, runs the teardown (unregister, drop subscriptions), drops the control
+//! sender and joins the writer, which exits as soon as its channel is disconnected.
+
+mod close;
+mod handshake;
+mod reader;
+mod session;
+mod socket;
+mod writer;
+
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use crate::broker::Broker;
+use crate::codec::primitives::put_remaining_length;
+use crate::codec::{Frame, Packet};
+
+pub use close::CloseReason;
+pub use session::Session;
+pub use socket::Socket;
+
+/// Stack size of each connection thread. Only the pages a thread touches count towards
+/// memory use; this bounds the worst case. Decoding and routing never recurse deeply.
+pub const THREAD_STACK_SIZE: usize = 256 * 1024;
+
+/// Starts handling a freshly accepted TCP connection on its own handshake thread.
+pub fn spawn(stream: TcpStream, broker: Arc<Broker>) {
+    // Small packets (PUBACK, PINGRESP) should leave now, not wait for Nagle's algorithm;
+    // the writer already batches what is queued into one write.
+    let _ = stream.set_nodelay(true);
+    let socket = Socket::new(stream);
+    let peer = match socket.peer_addr() {
+        Some(addr) => addr.to_string(),
+        None => "unknown peer".to_owned(),
+    };
+    let connection = broker.next_id();
+    broker.track_connection(connection, socket.clone());
+    let thread_broker = Arc::clone(&broker);
+    let thread_socket = socket.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("hs:{peer}"))
+        .stack_size(THREAD_STACK_SIZE)
+        .spawn(move || handshake::run(thread_socket, connection, peer, thread_broker));
+    if let Err(e) = spawned {
+        log::error!("cannot start a thread for a new connection: {e}");
+        socket.shutdown();
+        broker.untrack_connection(connection);
+    }
+}
+
+/// The per-packet debug line for a packet received from `who`.
+fn log_received(who: &str, packet: &Packet) {
+    log::debug!("client {who:?} <- {packet}");
+}
+
+/// The per-packet debug line for a packet sent to `who`.
+fn log_sent(who: &str, packet: &Packet) {
+    log::debug!("client {who:?} -> {packet}");
+}
+
+/// The trace-level hex dump of a packet's bytes.
+fn trace_bytes(who: &str, arrow: &str, bytes: &[u8]) {
+    if log::log_enabled!(log::Level::Trace) {
+        let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        log::trace!("client {who:?} {arrow} [{}]", hex.join(" "));
+    }
+}
+
+/// The trace-level hex dump of a received frame, fixed header included.
+fn trace_frame(who: &str, frame: &Frame) {
+    if log::log_enabled!(log::Level::Trace) {
+        let mut bytes = vec![frame.byte1];
+        put_remaining_length(&mut bytes, frame.body.len());
+        bytes.extend_from_slice(&frame.body);
+        trace_bytes(who, "<-", &bytes);
+    }
+}

@@ -1,0 +1,120 @@
+//! The listening socket and the acceptor thread: where every connection starts.
+//!
+//! ```text
+//!   main thread ── Server::start ──▶ "acceptor" thread: loop { accept() ─▶ connection::spawn }
+//!                                          │
+//!                                          ├─▶ hs:<peer> ─▶ rx:<client id> + tx:<client id>
+//!                                          ├─▶ hs:<peer> ─▶ rx:<client id> + tx:<client id>
+//!                                          └─▶ …
+//!   Server::stop: mark the broker as stopping, shut every socket down (each connection
+//!                 tears itself down), wake the acceptor with a connection to itself, join it.
+//! ```
+//!
+//! Everything is blocking `std::net`: a learner can pause any thread in a debugger and see
+//! in its stack exactly which step of the protocol it is waiting in.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::connection;
+
+/// A running broker: its listening address, its shared state and its acceptor thread.
+/// Dropping it stops the broker.
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    broker: Arc<Broker>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `config.bind` (port 0 picks a free port) and starts accepting connections.
+    pub fn start(config: Config) -> io::Result<Server> {
+        let listener = TcpListener::bind(config.bind)?;
+        let local_addr = listener.local_addr()?;
+        let broker = Arc::new(Broker::new(config));
+        let acceptor_broker = Arc::clone(&broker);
+        let acceptor = std::thread::Builder::new()
+            .name("acceptor".into())
+            .spawn(move || accept_loop(listener, acceptor_broker))?;
+        log::info!("mqttd listening on {local_addr}");
+        Ok(Server {
+            local_addr,
+            broker,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The address actually bound, with the port the OS chose if the configured one was 0.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state, for counters and for tests.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Blocks until the server is stopped (by another thread calling `stop` via the broker).
+    pub fn wait(mut self) {
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+
+    /// Stops accepting, closes every connection, and waits for the acceptor to finish.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(acceptor) = self.acceptor.take() else {
+            return;
+        };
+        self.broker.stop();
+        // The acceptor is blocked in accept(): a connection to ourselves wakes it up, and it
+        // sees the stopping flag before handling it.
+        let _ = TcpStream::connect_timeout(&reachable(self.local_addr), Duration::from_secs(1));
+        let _ = acceptor.join();
+        log::info!("mqttd on {} stopped", self.local_addr);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The address to connect to in order to reach a listener bound to `addr`: a wildcard
+/// address (0.0.0.0 or ::) is not connectable everywhere, so use loopback instead.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+fn accept_loop(listener: TcpListener, broker: Arc<Broker>) {
+    for stream in listener.incoming() {
+        if broker.is_stopping() {
+            break;
+        }
+        match stream {
+            Ok(stream) => connection::spawn(stream, Arc::clone(&broker)),
+            Err(e) => {
+                // Typically "too many open files": wait a moment rather than spin, and let
+                // the connections that are closing free some descriptors.
+                log::error!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
