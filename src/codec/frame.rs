@@ -116,7 +116,7 @@ mod tests {
             }) => {}
             other => panic!("expected TooLarge, got {other:?}"),
         }
-        assert_eq!(stream, &[b'x'], "the body must not have been read");
+        assert_eq!(stream, b"x", "the body must not have been read");
     }
 
     #[test]
