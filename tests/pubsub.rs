@@ -1,0 +1,187 @@
+//! SUBSCRIBE, UNSUBSCRIBE and PUBLISH routing at QoS 0 (§3.3, §3.8, §3.10, §4.7).
+//!
+//! To prove that something did *not* arrive without sleeping, the tests publish a marker
+//! afterwards on a topic the subscriber also holds: messages from one publisher arrive in
+//! order, so if the next packet is the marker, nothing came before it.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn mosquitto_style_wildcard_subscriber_receives_a_publish() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Client::connect(addr, "sub");
+    assert_eq!(
+        sub.subscribe("hoge/#", QoS::AtMostOnce),
+        [rumqttc::SubscribeReasonCode::Success(QoS::AtMostOnce)]
+    );
+    let mut publisher = Client::connect(addr, "pub");
+    publisher.publish("hoge/fuga", QoS::AtMostOnce, b"piyo");
+    let message = sub.next_message();
+    assert_eq!(message.topic, "hoge/fuga");
+    assert_eq!(&message.payload[..], b"piyo");
+    assert_eq!(message.qos, QoS::AtMostOnce);
+    assert!(!message.retain);
+}
+
+#[test]
+fn qos1_and_qos2_subscriptions_are_granted_qos_0_for_now_mqtt_3_8_4_6() {
+    let broker = start_broker();
+    let mut raw = Raw::connected(broker.local_addr(), "greedy");
+    raw.send(&subscribe(9, &[("a", 0), ("b", 1), ("c", 2)]));
+    // [MQTT-3.8.4-5] one code per filter, [MQTT-3.9.3-1] in order, [MQTT-3.8.4-2] same id.
+    assert_eq!(raw.recv(), [0x90, 0x05, 0x00, 0x09, 0x00, 0x00, 0x00]);
+}
+
+#[test]
+fn a_qos1_publish_is_acknowledged_and_delivered_at_qos_0_mqtt_4_3_2_2() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Client::connect(addr, "sub1");
+    sub.subscribe("q/1", QoS::AtLeastOnce);
+    let mut publisher = Client::connect(addr, "pub1");
+    publisher.publish("q/1", QoS::AtLeastOnce, b"one"); // waits for the PUBACK
+    let message = sub.next_message();
+    assert_eq!(&message.payload[..], b"one");
+    assert_eq!(message.qos, QoS::AtMostOnce);
+}
+
+#[test]
+fn a_qos2_publish_completes_its_handshake_and_is_delivered_mqtt_4_3_3_2() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Client::connect(addr, "sub2");
+    sub.subscribe("q/2", QoS::ExactlyOnce);
+    let mut publisher = Client::connect(addr, "pub2");
+    publisher.publish("q/2", QoS::ExactlyOnce, b"two"); // waits for the PUBCOMP
+    assert_eq!(&sub.next_message().payload[..], b"two");
+}
+
+#[test]
+fn a_resent_qos2_publish_is_not_delivered_twice_mqtt_4_3_3_2() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::subscribed(addr, "once-sub", &["exactly/#"]);
+    let mut publisher = Raw::connected(addr, "once-pub");
+    publisher.send(&publish("exactly/once", b"m", 2, false, 42));
+    assert_eq!(publisher.recv(), [0x50, 0x02, 0x00, 42]); // PUBREC
+    publisher.send(&publish("exactly/once", b"m", 2, true, 42)); // re-send with DUP
+    assert_eq!(publisher.recv(), [0x50, 0x02, 0x00, 42]); // PUBREC again
+    publisher.send(&[0x62, 0x02, 0x00, 42]); // PUBREL
+    assert_eq!(publisher.recv(), [0x70, 0x02, 0x00, 42]); // PUBCOMP
+    publisher.send(&publish("exactly/marker", b"end", 0, false, 0));
+    assert_eq!(sub.recv(), publish("exactly/once", b"m", 0, false, 0));
+    assert_eq!(sub.recv(), publish("exactly/marker", b"end", 0, false, 0));
+}
+
+#[test]
+fn overlapping_subscriptions_deliver_one_copy_mqtt_3_3_5_1() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::subscribed(addr, "overlap", &["o/a", "o/+", "o/#", "#"]);
+    let mut publisher = Raw::connected(addr, "overlap-pub");
+    publisher.send(&publish("o/a", b"1", 0, false, 0));
+    publisher.send(&publish("marker", b"2", 0, false, 0));
+    assert_eq!(sub.recv(), publish("o/a", b"1", 0, false, 0));
+    assert_eq!(sub.recv(), publish("marker", b"2", 0, false, 0));
+}
+
+#[test]
+fn every_matching_subscriber_receives_the_message() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut subs: Vec<Raw> = ["s/x", "s/+", "#", "+/x"]
+        .iter()
+        .enumerate()
+        .map(|(i, filter)| Raw::subscribed(addr, &format!("fan-{i}"), &[filter]))
+        .collect();
+    let mut publisher = Raw::connected(addr, "fan-pub");
+    publisher.send(&publish("s/x", b"all", 0, false, 0));
+    for sub in &mut subs {
+        assert_eq!(sub.recv(), publish("s/x", b"all", 0, false, 0));
+    }
+}
+
+#[test]
+fn wildcards_at_the_first_level_do_not_match_dollar_topics_mqtt_4_7_2_1() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut all = Raw::subscribed(addr, "hash", &["#", "+/info"]);
+    let mut sys = Raw::subscribed(addr, "sys", &["$SYS/#"]);
+    let mut publisher = Raw::connected(addr, "dollar-pub");
+    publisher.send(&publish("$SYS/info", b"x", 0, false, 0));
+    publisher.send(&publish("after", b"y", 0, false, 0));
+    assert_eq!(sys.recv(), publish("$SYS/info", b"x", 0, false, 0));
+    assert_eq!(all.recv(), publish("after", b"y", 0, false, 0));
+}
+
+#[test]
+fn a_multi_level_wildcard_matches_its_parent_level_and_empty_levels() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::subscribed(addr, "parent", &["sport/#", "a/+/b"]);
+    let mut publisher = Raw::connected(addr, "parent-pub");
+    for topic in ["sport", "sport/tennis/player1", "a//b", "a/x/b"] {
+        publisher.send(&publish(topic, b"p", 0, false, 0));
+        assert_eq!(sub.recv(), publish(topic, b"p", 0, false, 0), "{topic}");
+    }
+}
+
+#[test]
+fn unsubscribe_stops_delivery_and_is_acknowledged_mqtt_3_10_4_4() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::subscribed(addr, "unsub", &["u/stop", "u/marker"]);
+    // [MQTT-3.10.4-5] UNSUBACK comes even for a filter that was never subscribed.
+    sub.send(&unsubscribe(4, &["u/stop", "u/never"]));
+    assert_eq!(sub.recv(), [0xB0, 0x02, 0x00, 0x04]);
+    let mut publisher = Raw::connected(addr, "unsub-pub");
+    publisher.send(&publish("u/stop", b"no", 0, false, 0));
+    publisher.send(&publish("u/marker", b"yes", 0, false, 0));
+    assert_eq!(sub.recv(), publish("u/marker", b"yes", 0, false, 0));
+}
+
+#[test]
+fn unsubscribe_compares_filters_literally_mqtt_3_10_4_1() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::subscribed(addr, "literal", &["l/a"]);
+    sub.send(&unsubscribe(5, &["l/+"])); // would match l/a, but is not the same filter
+    assert_eq!(sub.recv(), [0xB0, 0x02, 0x00, 0x05]);
+    let mut publisher = Raw::connected(addr, "literal-pub");
+    publisher.send(&publish("l/a", b"still", 0, false, 0));
+    assert_eq!(sub.recv(), publish("l/a", b"still", 0, false, 0));
+}
+
+#[test]
+fn forwarded_messages_have_retain_0_and_dup_0_mqtt_3_3_1_9_mqtt_3_3_1_3() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::subscribed(addr, "flags-sub", &["f/t"]);
+    let mut publisher = Raw::connected(addr, "flags-pub");
+    // RETAIN=1, QoS 1, DUP=1 from the publisher.
+    let mut retained_dup = publish("f/t", b"r", 1, true, 3);
+    retained_dup[0] |= 0x01;
+    publisher.send(&retained_dup);
+    assert_eq!(publisher.recv(), [0x40, 0x02, 0x00, 0x03]);
+    assert_eq!(sub.recv(), publish("f/t", b"r", 0, false, 0));
+}
+
+#[test]
+fn large_payloads_and_many_messages_arrive_intact_and_in_order() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::subscribed(addr, "bulk-sub", &["bulk"]);
+    let mut publisher = Raw::connected(addr, "bulk-pub");
+    let big = vec![0xA5u8; 300_000];
+    publisher.send(&publish("bulk", &big, 0, false, 0));
+    assert_eq!(sub.recv(), publish("bulk", &big, 0, false, 0));
+    for i in 0..500u32 {
+        publisher.send(&publish("bulk", &i.to_be_bytes(), 0, false, 0));
+    }
+    for i in 0..500u32 {
+        assert_eq!(sub.recv(), publish("bulk", &i.to_be_bytes(), 0, false, 0));
+    }
+}
