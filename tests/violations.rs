@@ -13,7 +13,11 @@ fn closes_without_reply(client_id: &str, bad: &[u8]) {
     let addr = broker.local_addr();
     let mut raw = Raw::connected(addr, client_id);
     raw.send(bad);
-    assert_eq!(raw.closed(), [], "{client_id}: nothing may be sent before the close");
+    assert_eq!(
+        raw.closed(),
+        [],
+        "{client_id}: nothing may be sent before the close"
+    );
     assert_still_serving(addr);
 }
 

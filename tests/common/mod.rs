@@ -186,9 +186,7 @@ impl Raw {
             match self.stream.read(&mut buf) {
                 Ok(0) => return received,
                 Ok(n) => received.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    break
-                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
                 // A reset is a close too.
                 Err(_) => return received,
             }
@@ -263,7 +261,9 @@ impl Client {
     /// Publishes and waits until the PUBLISH has been written to the socket (QoS 0) or
     /// acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP).
     pub fn publish(&mut self, topic: &str, qos: QoS, payload: &[u8]) {
-        self.client.publish(topic, qos, false, payload.to_vec()).unwrap();
+        self.client
+            .publish(topic, qos, false, payload.to_vec())
+            .unwrap();
         self.wait_for("the publish to complete", |event| match (qos, event) {
             (QoS::AtMostOnce, Event::Outgoing(Outgoing::Publish(_))) => Some(()),
             (QoS::AtLeastOnce, Event::Incoming(RPacket::PubAck(_))) => Some(()),
