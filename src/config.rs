@@ -18,10 +18,15 @@ pub struct Config {
     /// The largest Remaining Length accepted; a bigger packet is refused before its body is
     /// read. Default: the protocol's own limit, 268 435 455 bytes (as Mosquitto's default).
     pub max_packet_size: usize,
-    /// How many messages may wait for one subscriber's writer thread. When the queue is
-    /// full, new messages for that subscriber are dropped and counted: a slow subscriber
-    /// never slows down a publisher. Default 1000, like Mosquitto's `max_queued_messages`.
+    /// How many messages may wait for one session, whether its client is connected (and
+    /// its writer busy) or away (Clean Session 0: QoS 1 and 2 only). When the queue is
+    /// full, new messages for that session are dropped and counted: a slow subscriber never
+    /// slows down a publisher. Default 1000, like Mosquitto's `max_queued_messages`.
     pub max_queued_messages: usize,
+    /// How many QoS 1 and 2 messages may be sent to one client and not yet acknowledged.
+    /// Further messages wait in the queue until acknowledgements arrive. Default 20, like
+    /// Mosquitto's `max_inflight_messages`.
+    pub max_inflight_messages: usize,
 }
 
 impl Default for Config {
@@ -31,6 +36,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             max_packet_size: MAX_REMAINING_LENGTH,
             max_queued_messages: 1000,
+            max_inflight_messages: 20,
         }
     }
 }

@@ -9,8 +9,9 @@
 //! |-----------------|---------------------------------------------------|-----------------|---------|
 //! | [`codec`]       | bytes ⇄ packets: fixed header, Remaining Length, the 14 packet types | §1.5, §2, §3 | 01 |
 //! | [`topic`]       | topic names, filters, wildcards, the subscription trie | §4.7        | 03 |
-//! | [`broker`]      | shared state: who is connected, who subscribed to what, routing | §3.3.5, §4.5 | 03, 04 |
-//! | [`connection`]  | one client's life: handshake, read loop, writer, keepalive, teardown | §3.1, §3.2, §3.12–§3.14, §4.8 | 00, 02 |
+//! | [`broker`]      | shared state: sessions by client, subscriptions, retained messages, routing | §3.3.1.3, §3.3.5, §4.5 | 03, 04, 06, 07 |
+//! | [`session`]     | what a client's packets do; QoS 1/2 state both ways; what survives a disconnect | §3.1.2.4, §4.1, §4.3, §4.4, §4.6 | 05, 06 |
+//! | [`connection`]  | one client's threads: handshake, reader, writer, keepalive, teardown, Will | §3.1, §3.2, §3.12–§3.14, §4.8 | 00, 02, 07 |
 //! | [`server`]      | the listening socket, the acceptor thread, starting and stopping | §4.2     | 00 |
 //! | [`config`]      | the settings and their defaults                    |                 | 00 |
 //!
@@ -36,6 +37,7 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod server;
+pub mod session;
 pub mod topic;
 
 pub use config::Config;

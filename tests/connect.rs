@@ -125,7 +125,7 @@ fn packets_sent_right_after_connect_are_not_lost() {
     both.extend(PINGREQ);
     raw.send(&both);
     assert_eq!(raw.recv(), CONNACK_ACCEPTED);
-    assert_eq!(raw.recv(), [0x90, 0x03, 0x00, 0x07, 0x00]);
+    assert_eq!(raw.recv(), [0x90, 0x03, 0x00, 0x07, 0x01]);
     assert_eq!(raw.recv(), PINGRESP);
 }
 

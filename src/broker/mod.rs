@@ -3,35 +3,38 @@
 //!
 //! ## Locks
 //!
-//! Three `parking_lot::Mutex`es, each guarding one map, each held only for a few map
+//! Four `parking_lot::Mutex`es, each guarding one structure, each held only for a few
 //! operations and never across I/O or a blocking channel send:
 //!
 //! | lock            | guards                                  | taken by                                  |
 //! |-----------------|-----------------------------------------|-------------------------------------------|
-//! | `clients`       | Client Identifier → connected client    | handshake (register, take over), teardown |
-//! | `subscriptions` | the topic trie                          | SUBSCRIBE, UNSUBSCRIBE, PUBLISH routing, teardown |
+//! | `sessions`      | Client Identifier → session slot        | handshake (claim, take over), teardown (store) |
+//! | `subscriptions` | the topic trie                          | SUBSCRIBE, UNSUBSCRIBE, PUBLISH routing, session end |
+//! | `retained`      | the retained messages                   | PUBLISH with RETAIN=1, SUBSCRIBE          |
 //! | `connections`   | every open socket, for [`Broker::stop`] | acceptor, teardown, stop                  |
 //!
 //! **Lock order: no code path holds two of them at once.** Each function takes one guard in
 //! a small block, copies out what it needs, and lets it drop before taking the next. With no
 //! nesting there is no order to get wrong, and no deadlock to find in a debugger.
 
-mod registry;
+mod retained;
 mod routing;
+mod sessions;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::codec::{QoS, SubscribeReturnCode};
 use crate::config::Config;
 use crate::connection::Socket;
 use crate::topic::{self, SubscriptionTrie};
 
-pub use registry::ClientEntry;
+pub use retained::RetainedMessages;
 pub use routing::{Delivery, Message, Outbox};
+pub use sessions::{Claim, SessionSlot, TAKEOVER_TIMEOUT};
 
 /// Identifies one network connection, from accept to close.
 pub type ConnectionId = u64;
@@ -44,10 +47,6 @@ pub type SessionId = u64;
 /// Mosquitto (which also stops at 200 levels). This keeps the trie shallow enough to walk
 /// and drop without deep recursion; topic *names* have no such limit.
 pub const MAX_FILTER_LEVELS: usize = 200;
-
-/// The highest QoS a subscription is granted. QoS 1 and 2 *delivery* is not built yet, so
-/// every subscription is granted QoS 0 ([MQTT-3.8.4-6] allows granting less than asked).
-pub const MAX_GRANTED_QOS: QoS = QoS::AtMostOnce;
 
 /// What one subscription in the trie holds.
 #[derive(Debug, Clone)]
@@ -78,12 +77,18 @@ pub struct StatsSnapshot {
 #[derive(Debug)]
 pub struct Broker {
     pub config: Config,
-    /// Connected clients by Client Identifier ([MQTT-3.1.3-2]: the id names the session).
-    /// Written by the handshake (register, take over) and by teardown.
-    clients: Mutex<HashMap<Arc<str>, ClientEntry>>,
+    /// Sessions by Client Identifier ([MQTT-3.1.3-2]: the id names the session), connected
+    /// or stored. Written by the handshake (claim, take over) and by teardown (store, forget).
+    sessions: Mutex<HashMap<Arc<str>, SessionSlot>>,
+    /// Signalled whenever a connection gives its session slot up, for a takeover waiting
+    /// in `claim_session`. Used with the `sessions` lock.
+    sessions_changed: Condvar,
     /// Every subscription of every session. Written by SUBSCRIBE, UNSUBSCRIBE and teardown;
     /// read by every PUBLISH.
     subscriptions: Mutex<SubscriptionTrie<SessionId, Subscriber>>,
+    /// The retained message of each topic. Written by PUBLISH with RETAIN=1 (Wills too);
+    /// read by SUBSCRIBE.
+    retained: Mutex<RetainedMessages>,
     /// Every open socket, including those still waiting for their CONNECT, so that
     /// [`Broker::stop`] can close them all. Written by the acceptor and by teardown.
     connections: Mutex<HashMap<ConnectionId, Socket>>,
@@ -98,8 +103,10 @@ impl Broker {
     pub fn new(config: Config) -> Broker {
         Broker {
             config,
-            clients: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            sessions_changed: Condvar::new(),
             subscriptions: Mutex::new(SubscriptionTrie::new()),
+            retained: Mutex::new(RetainedMessages::new()),
             connections: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
@@ -135,15 +142,27 @@ impl Broker {
             );
             return SubscribeReturnCode::Failure;
         }
-        let granted = requested.min(MAX_GRANTED_QOS);
+        // Every QoS is supported, so what was asked for is granted ([MQTT-3.8.4-6] would
+        // allow less).
         let subscriber = Subscriber {
-            qos: granted,
+            qos: requested,
             outbox: Arc::clone(outbox),
         };
         self.subscriptions
             .lock()
             .insert(filter, session, subscriber);
-        SubscribeReturnCode::Granted(granted)
+        SubscribeReturnCode::Granted(requested)
+    }
+
+    /// Calls `visit` for every retained message whose topic `filter` matches
+    /// ([MQTT-3.3.1-6]). `visit` runs under the `retained` lock: it should only copy.
+    pub fn for_each_retained(&self, filter: &str, visit: impl FnMut(&Message)) {
+        self.retained.lock().for_each_match(filter, visit);
+    }
+
+    /// The number of topics with a retained message.
+    pub fn retained_count(&self) -> usize {
+        self.retained.lock().len()
     }
 
     /// Removes one subscription, matching the filter literally ([MQTT-3.10.4-1]).

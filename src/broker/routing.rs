@@ -12,7 +12,7 @@
 //! the message is dropped *for that subscriber only* and counted. The payload and topic are
 //! `Arc`s, so a message to a thousand subscribers is stored once.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -37,16 +37,57 @@ pub struct Delivery {
     pub message: Message,
     /// min(published QoS, granted QoS) ([MQTT-3.8.4-6]).
     pub qos: QoS,
+    /// RETAIN on the outgoing PUBLISH: 1 only for a retained message sent because of a new
+    /// subscription ([MQTT-3.3.1-8]), 0 for everything forwarded to an existing one
+    /// ([MQTT-3.3.1-9]).
+    pub retain: bool,
+}
+
+impl Delivery {
+    /// A message forwarded to an established subscription granted `granted`.
+    pub fn forwarded(message: Message, granted: QoS) -> Delivery {
+        // [MQTT-3.8.4-6] never more than the subscription was granted.
+        let qos = message.qos.min(granted);
+        Delivery {
+            message,
+            qos,
+            retain: false,
+        }
+    }
+
+    /// A retained message sent to a new subscription granted `granted`.
+    pub fn retained(message: Message, granted: QoS) -> Delivery {
+        let qos = message.qos.min(granted);
+        Delivery {
+            message,
+            qos,
+            retain: true,
+        }
+    }
+}
+
+/// What became of a delivery offered to an [`Outbox`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Queued,
+    /// The queue was full: dropped and counted.
+    Dropped,
+    /// A QoS 0 message for a session whose client is away: not queued, by design.
+    Skipped,
 }
 
 /// The queue from the broker to one session's writer thread.
 ///
-/// Many reader threads (every publisher) send into it; one writer thread receives. It is
-/// bounded by `max_queued_messages`: what does not fit is dropped and counted.
+/// Many reader threads (every publisher) send into it; one writer thread receives. It lives
+/// as long as the session, so with Clean Session 0 it keeps filling while the client is
+/// away. It is bounded by `max_queued_messages`: what does not fit is dropped and counted.
 #[derive(Debug)]
 pub struct Outbox {
     client_id: Arc<str>,
     sender: Sender<Delivery>,
+    /// Whether a writer thread is draining the queue. Written by the writer thread when it
+    /// starts and ends; read by publishers to leave QoS 0 out while the client is away.
+    connected: AtomicBool,
     /// Drops since the writer last reported them. Written by publishers, reset by the writer.
     dropped: AtomicU64,
 }
@@ -58,6 +99,7 @@ impl Outbox {
         let outbox = Outbox {
             client_id,
             sender,
+            connected: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         };
         (Arc::new(outbox), receiver)
@@ -67,11 +109,20 @@ impl Outbox {
         &self.client_id
     }
 
-    /// Queues a delivery without waiting. Returns false if the queue was full (or the
-    /// writer is gone) and the delivery was dropped.
-    fn offer(&self, delivery: Delivery) -> bool {
+    /// Marks whether a writer thread is draining this queue.
+    pub fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+    }
+
+    /// Queues a delivery without waiting.
+    pub fn offer(&self, delivery: Delivery) -> Offer {
+        // [MQTT-3.1.2-5] only QoS 1 and 2 messages are kept for a client that is away
+        // (queueing QoS 0 would be allowed; like Mosquitto's default, we do not).
+        if delivery.qos == QoS::AtMostOnce && !self.connected.load(Ordering::Relaxed) {
+            return Offer::Skipped;
+        }
         match self.sender.try_send(delivery) {
-            Ok(()) => true,
+            Ok(()) => Offer::Queued,
             Err(TrySendError::Full(_)) => {
                 // Warn once at the start of a run of drops; the writer reports the total.
                 if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -81,10 +132,11 @@ impl Outbox {
                         self.sender.capacity().unwrap_or(0)
                     );
                 }
-                false
+                Offer::Dropped
             }
-            // The writer thread has exited; the session is being torn down.
-            Err(TrySendError::Disconnected(_)) => false,
+            // Cannot happen while the Outbox exists (it holds the receiver's session);
+            // counted as a drop if it ever does.
+            Err(TrySendError::Disconnected(_)) => Offer::Dropped,
         }
     }
 
@@ -95,7 +147,8 @@ impl Outbox {
 }
 
 impl Broker {
-    /// Delivers `message` to every session with a matching subscription ([MQTT-4.5.0-1]).
+    /// Delivers `message` to every session with a matching subscription ([MQTT-4.5.0-1]),
+    /// after keeping it as the topic's retained message if RETAIN is set.
     ///
     /// A session with several matching subscriptions gets the message once, at the highest
     /// QoS among them ([MQTT-3.3.5-1]).
@@ -103,6 +156,10 @@ impl Broker {
         self.stats
             .publishes_received
             .fetch_add(1, Ordering::Relaxed);
+        // [MQTT-3.3.1-12] RETAIN=0 leaves the retained messages alone.
+        if message.retain {
+            self.retained.lock().set(message);
+        }
         let mut targets: Vec<(SessionId, QoS, Arc<Outbox>)> = Vec::new();
         {
             let trie = self.subscriptions.lock();
@@ -110,13 +167,9 @@ impl Broker {
                 targets.push((*session, subscriber.qos, Arc::clone(&subscriber.outbox)));
             });
         }
-        for (qos, outbox) in one_per_session(targets) {
-            let delivery = Delivery {
-                message: message.clone(),
-                // [MQTT-3.8.4-6] never more than the subscription was granted.
-                qos: message.qos.min(qos),
-            };
-            if !outbox.offer(delivery) {
+        for (granted, outbox) in one_per_session(targets) {
+            let delivery = Delivery::forwarded(message.clone(), granted);
+            if outbox.offer(delivery) == Offer::Dropped {
                 self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -148,10 +201,17 @@ mod tests {
         }
     }
 
+    /// An Outbox whose client is connected.
+    fn connected_outbox(name: &str, capacity: usize) -> (Arc<Outbox>, Receiver<Delivery>) {
+        let (outbox, inbox) = Outbox::new(name.into(), capacity);
+        outbox.set_connected(true);
+        (outbox, inbox)
+    }
+
     #[test]
     fn overlapping_subscriptions_deliver_once_mqtt_3_3_5_1() {
         let broker = Broker::new(Config::default());
-        let (outbox, inbox) = Outbox::new("alice".into(), 10);
+        let (outbox, inbox) = connected_outbox("alice", 10);
         broker.subscribe(1, &outbox, "a/b", QoS::AtMostOnce);
         broker.subscribe(1, &outbox, "a/+", QoS::AtMostOnce);
         broker.subscribe(1, &outbox, "#", QoS::AtMostOnce);
@@ -184,7 +244,7 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts_without_blocking() {
         let broker = Broker::new(Config::default());
-        let (outbox, inbox) = Outbox::new("slow".into(), 2);
+        let (outbox, inbox) = connected_outbox("slow", 2);
         broker.subscribe(1, &outbox, "t", QoS::AtMostOnce);
         for _ in 0..5 {
             broker.publish(&message("t", QoS::AtMostOnce));
@@ -198,10 +258,40 @@ mod tests {
     #[test]
     fn delivery_qos_is_the_minimum_of_published_and_granted_mqtt_3_8_4_6() {
         let broker = Broker::new(Config::default());
-        let (outbox, inbox) = Outbox::new("c".into(), 10);
-        broker.subscribe(1, &outbox, "t", QoS::ExactlyOnce);
+        let (high, high_inbox) = connected_outbox("high", 10);
+        let (low, low_inbox) = connected_outbox("low", 10);
+        broker.subscribe(1, &high, "t", QoS::ExactlyOnce);
+        broker.subscribe(2, &low, "t", QoS::AtMostOnce);
         broker.publish(&message("t", QoS::AtLeastOnce));
-        let granted = QoS::ExactlyOnce.min(super::super::MAX_GRANTED_QOS);
-        assert_eq!(inbox.try_recv().unwrap().qos, QoS::AtLeastOnce.min(granted));
+        assert_eq!(high_inbox.try_recv().unwrap().qos, QoS::AtLeastOnce);
+        assert_eq!(low_inbox.try_recv().unwrap().qos, QoS::AtMostOnce);
+    }
+
+    #[test]
+    fn an_offline_session_queues_qos1_and_2_but_not_qos0_mqtt_3_1_2_5() {
+        let broker = Broker::new(Config::default());
+        let (outbox, inbox) = Outbox::new("away".into(), 10);
+        broker.subscribe(1, &outbox, "t", QoS::ExactlyOnce);
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            broker.publish(&message("t", qos));
+        }
+        let queued: Vec<QoS> = inbox.try_iter().map(|d| d.qos).collect();
+        assert_eq!(queued, [QoS::AtLeastOnce, QoS::ExactlyOnce]);
+        assert_eq!(broker.stats().messages_dropped, 0);
+    }
+
+    #[test]
+    fn retain_stores_and_forwards_with_retain_0_mqtt_3_3_1_9() {
+        let broker = Broker::new(Config::default());
+        let (outbox, inbox) = connected_outbox("s", 10);
+        broker.subscribe(1, &outbox, "t", QoS::AtMostOnce);
+        let mut retained = message("t", QoS::AtMostOnce);
+        retained.retain = true;
+        broker.publish(&retained);
+        assert!(!inbox.try_recv().unwrap().retain);
+        assert_eq!(broker.retained_count(), 1);
+        // [MQTT-3.3.1-12] a RETAIN=0 message leaves it alone.
+        broker.publish(&message("t", QoS::AtMostOnce));
+        assert_eq!(broker.retained_count(), 1);
     }
 }

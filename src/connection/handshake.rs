@@ -7,9 +7,11 @@
 //!    a CONNECT ([MQTT-3.1.0-1]); a malformed one is closed without CONNACK
 //!    ([MQTT-3.1.4-1]), except an unsupported protocol level, which gets 0x01.
 //! 2. [`assign_client_id`]: an empty Client Identifier gets a generated one, or 0x02.
-//! 3. [`Broker::register_client`]: take over an existing connection with the same id.
-//! 4. [`start_session_threads`]: the writer sends CONNACK 0x00 first ([MQTT-3.2.0-1]), the
-//!    reader goes on with the bytes that followed the CONNECT.
+//! 3. [`Broker::claim_session`]: take over an existing connection with the same id and
+//!    wait for its session; then [`Session::open`] resumes or replaces it.
+//! 4. [`start_session_threads`]: the writer sends CONNACK 0x00 first ([MQTT-3.2.0-1]), then
+//!    re-sends what was in flight, and the reader goes on with the bytes that followed the
+//!    CONNECT.
 //!
 //! [`reaction_to`] is the one place that decides between "refuse with a CONNACK code" and
 //! "close without a word".
@@ -18,7 +20,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::broker::{Broker, ConnectionId, Outbox};
+use crate::broker::{Broker, ConnectionId};
 use crate::codec::{
     read_frame, Connack, Connect, ConnectReturnCode, DecodeError, FrameError, Packet,
     ProtocolVersion,
@@ -26,9 +28,9 @@ use crate::codec::{
 
 use super::close::{is_timeout, CloseReason};
 use super::reader::Reader;
-use super::session::Session;
 use super::writer::Writer;
 use super::{log_received, log_sent, trace_frame, Socket, THREAD_STACK_SIZE};
+use crate::session::{Opened, Session};
 
 /// How many replies the reader may queue for its writer before it waits. The reader
 /// waiting on its *own* writer only slows down this client, which is the right place for
@@ -72,21 +74,39 @@ fn accept(
     socket
         .set_read_timeout(keep_alive_timeout(connect.keep_alive))
         .map_err(|e| Refusal::Close(CloseReason::Io(e)))?;
-    // [MQTT-3.1.4-2] an existing connection with this Client Identifier is closed.
-    if broker
-        .register_client(&client_id, connection, socket.clone())
-        .is_some()
-    {
-        log::info!("client {client_id:?} is taking over an existing connection");
+    // [MQTT-3.1.4-2] an existing connection with this Client Identifier is closed, and
+    // its session handed over.
+    let claim = broker
+        .claim_session(&client_id, connection, socket.clone())
+        .ok_or_else(|| Refusal::Connack {
+            code: ConnectReturnCode::ServerUnavailable,
+            rule: "[MQTT-3.1.4-2]",
+            what: "the connection being taken over did not hand its session back".into(),
+        })?;
+    if claim.took_over {
+        log::info!("client {client_id:?} took over an existing connection");
     }
-    log::info!(
-        "client {client_id:?} connected from {peer} ({}/{}, clean_session={}, keep_alive={})",
-        connect.protocol.name(),
-        connect.protocol.level(),
-        u8::from(connect.clean_session),
-        connect.keep_alive
+    let protocol = connect.protocol;
+    let keep_alive = connect.keep_alive;
+    // [MQTT-3.1.4-3] the Clean Session processing of §3.1.2.4.
+    let opened = Session::open(
+        broker,
+        Arc::clone(&client_id),
+        connect.clean_session,
+        connect.will,
+        claim.previous,
     );
-    start_session_threads(input, socket, connection, client_id, &connect, broker)
+    log::info!(
+        "client {client_id:?} connected from {peer} ({}/{}, clean_session={}, keep_alive={}, session_present={})",
+        protocol.name(),
+        protocol.level(),
+        u8::from(connect.clean_session),
+        keep_alive,
+        u8::from(opened.session_present),
+    );
+    start_session_threads(
+        input, socket, connection, protocol, keep_alive, opened, broker,
+    )
 }
 
 /// Reads the first packet, which must be a CONNECT, within the configured time.
@@ -203,64 +223,79 @@ fn start_session_threads(
     input: BufReader<Socket>,
     socket: &Socket,
     connection: ConnectionId,
-    client_id: Arc<str>,
-    connect: &Connect,
+    protocol: ProtocolVersion,
+    keep_alive: u16,
+    opened: Opened,
     broker: &Arc<Broker>,
 ) -> Result<(), Refusal> {
+    let Opened {
+        session,
+        writer_side,
+        session_present,
+    } = opened;
+    let client_id = Arc::clone(&session.client_id);
     let (control_tx, control_rx) = crossbeam_channel::bounded(CONTROL_QUEUE);
-    let (outbox, deliveries) =
-        Outbox::new(Arc::clone(&client_id), broker.config.max_queued_messages);
-    // [MQTT-3.2.2-1] Clean Session 1 (and, until persistent sessions exist, every session)
-    // starts afresh, so Session Present is 0. [MQTT-3.1.4-4] the code is 0x00.
+    // [MQTT-3.2.2-2] [MQTT-3.2.2-3] Session Present says whether a session was resumed;
+    // MQTT 3.1 has no such flag, so the byte stays 0. [MQTT-3.1.4-4] the code is 0x00.
     let connack = Packet::Connack(Connack {
-        session_present: false,
+        session_present: session_present && protocol == ProtocolVersion::V3_1_1,
         code: ConnectReturnCode::Accepted,
     });
+    // The reader thread starts first and waits for its state, so that if a thread cannot
+    // be started nothing has been handed over yet and the session can be closed cleanly.
+    let (hand_over, handed) = crossbeam_channel::bounded::<Reader>(1);
+    let refuse = |e: io::Error| Refusal::Connack {
+        code: ConnectReturnCode::ServerUnavailable,
+        rule: "§3.2.2.3",
+        what: format!("cannot start a connection thread: {e}"),
+    };
+    let reader_thread = spawn_named(format!("rx:{client_id}"), move || {
+        if let Ok(reader) = handed.recv() {
+            reader.run();
+        }
+    });
+    if let Err(e) = reader_thread {
+        let stored = session.close(broker, Some(writer_side));
+        broker.release_session(&client_id, connection, stored);
+        return Err(refuse(e));
+    }
     let writer = Writer::new(
         socket.clone(),
         Arc::clone(&client_id),
         control_rx,
-        deliveries,
+        Arc::clone(session.outbox()),
     );
-    let writer_outbox = Arc::clone(&outbox);
-    let writer = spawn_named(format!("tx:{client_id}"), move || {
-        writer.run(connack, writer_outbox)
-    });
-    let writer = match writer {
+    let writer = match spawn_named(format!("tx:{client_id}"), move || {
+        writer.run(connack, writer_side)
+    }) {
         Ok(handle) => handle,
         Err(e) => {
-            broker.unregister_client(&client_id, connection);
-            return Err(Refusal::Connack {
-                code: ConnectReturnCode::ServerUnavailable,
-                rule: "§3.2.2.3",
-                what: format!("cannot start a writer thread: {e}"),
-            });
+            // The writer side went down with the closure: the session cannot be kept.
+            // Dropping `hand_over` lets the waiting reader thread end.
+            let _ = session.close(broker, None);
+            broker.release_session(&client_id, connection, None);
+            return Err(refuse(e));
         }
     };
-    let session = Session::new(broker.next_id(), Arc::clone(&client_id), outbox);
     let reader = Reader {
         input,
         socket: socket.clone(),
         connection,
-        keep_alive: connect.keep_alive,
+        keep_alive,
         session,
         control: control_tx,
         writer,
         broker: Arc::clone(broker),
     };
-    // If this fails, the closure (and with it the reader, its control sender and the
-    // writer's handle) is dropped, so the writer exits; the caller closes the socket.
-    spawn_named(format!("rx:{client_id}"), move || reader.run()).map_err(|e| {
-        broker.unregister_client(&client_id, connection);
-        Refusal::Close(CloseReason::Io(e))
-    })?;
+    // Cannot fail: the reader thread is alive and waiting for exactly this.
+    let _ = hand_over.send(reader);
     Ok(())
 }
 
-fn spawn_named(
+fn spawn_named<T: Send + 'static>(
     name: String,
-    body: impl FnOnce() + Send + 'static,
-) -> io::Result<std::thread::JoinHandle<()>> {
+    body: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<std::thread::JoinHandle<T>> {
     std::thread::Builder::new()
         .name(name)
         .stack_size(THREAD_STACK_SIZE)

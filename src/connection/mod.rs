@@ -13,30 +13,37 @@
 //!   "rx:sensor-1" reader           "tx:sensor-1" writer
 //!   BufReader on the socket        BufWriter on the same socket
 //!   decodes packets, runs the      receives from two channels:
-//!   protocol (session.rs),           control:    replies of its own reader (CONNACK,
-//!   routes PUBLISH via the broker,                SUBACK, PUBACK, PINGRESP, …)
-//!   sends replies ──control──▶       deliveries: messages routed to this session by
-//!                                                any publisher's reader (bounded queue)
+//!   protocol (session::Session),     control:    what its own reader asks (answers
+//!   routes PUBLISH via the broker,                such as SUBACK and PUBACK, retained
+//!   sends ToWriter ──control──▶                   messages, the client's PUBACK/PUBREC/
+//!                                                 PUBCOMP for our messages)
+//!                                    deliveries: messages routed to this session by any
+//!                                                publisher's reader (the session's Outbox),
+//!                                                read only while the in-flight window
+//!                                                has room
+//!                                  owns the outgoing QoS state (session::Outbound),
 //!                                  writes each packet, flushes when both are empty
 //! ```
 //!
 //! Who owns what:
 //! - the **socket** is one [`Socket`], shared: the reader reads it, the writer writes it,
 //!   takeover and `stop` shut it down;
-//! - the **session state** of the reader side (its subscriptions, the QoS 2 identifiers
-//!   waiting for PUBREL) belongs to the reader thread alone: no lock;
+//! - the **reader side of the session** (its subscriptions, the QoS 2 identifiers waiting
+//!   for PUBREL, the Will) belongs to the reader thread alone: no lock;
+//! - the **writer side of the session** (messages in flight, Packet Identifiers) belongs to
+//!   the writer thread alone: the reader forwards acknowledgements to it, no lock;
 //! - the **control channel** has one sender (the reader) and one receiver (the writer);
 //! - the **delivery queue** (an [`crate::broker::Outbox`]) has many senders, one per
 //!   matching subscription in the trie, and one receiver, the writer.
 //!
 //! Shutdown rule: whoever decides the connection is over shuts the socket down. The reader
-//! then stops reading, runs the teardown (unregister, drop subscriptions), drops the control
-//! sender and joins the writer, which exits as soon as its channel is disconnected.
+//! then stops reading, drops the control sender and joins the writer, which hands back its
+//! side of the session. The reader logs why, publishes the Will unless the client said
+//! DISCONNECT, and stores the session (Clean Session 0) or ends it (Clean Session 1).
 
 mod close;
 mod handshake;
 mod reader;
-mod session;
 mod socket;
 mod writer;
 
@@ -48,7 +55,6 @@ use crate::codec::primitives::put_remaining_length;
 use crate::codec::{Frame, Packet};
 
 pub use close::CloseReason;
-pub use session::Session;
 pub use socket::Socket;
 
 /// Stack size of each connection thread. Only the pages a thread touches count towards

@@ -1,5 +1,5 @@
-//! The reader thread, `rx:<client id>`: reads packets, lets the session act on them, sends
-//! the replies to the writer, and tears the connection down when it ends.
+//! The reader thread, `rx:<client id>`: reads packets, lets the session act on them, passes
+//! what must be sent to the writer, and tears the connection down when it ends.
 
 use std::io::BufReader;
 use std::sync::Arc;
@@ -8,9 +8,10 @@ use std::thread::JoinHandle;
 use crossbeam_channel::Sender;
 
 use crate::broker::{Broker, ConnectionId};
-use crate::codec::{read_frame, Packet};
+use crate::codec::read_frame;
+use crate::session::{Session, ToWriter, WriterSide};
 
-use super::{log_received, trace_frame, CloseReason, Session, Socket};
+use super::{log_received, trace_frame, CloseReason, Socket};
 
 /// Everything the reader thread owns.
 pub(super) struct Reader {
@@ -22,9 +23,10 @@ pub(super) struct Reader {
     /// The Keep Alive of the CONNECT, for the log line when it expires.
     pub keep_alive: u16,
     pub session: Session,
-    /// Replies for the writer thread. Dropping it tells the writer to finish.
-    pub control: Sender<Packet>,
-    pub writer: JoinHandle<()>,
+    /// Requests for the writer thread. Dropping it tells the writer to finish.
+    pub control: Sender<ToWriter>,
+    /// The writer thread; joining it gives its side of the session back.
+    pub writer: JoinHandle<WriterSide>,
     pub broker: Arc<Broker>,
 }
 
@@ -37,6 +39,8 @@ impl Reader {
     /// Reads and handles packets until the connection must end, and says why.
     fn read_loop(&mut self) -> CloseReason {
         let max_packet_size = self.broker.config.max_packet_size;
+        // Reused for every packet: what the session asks the writer to do.
+        let mut requests = Vec::new();
         loop {
             // The socket's read timeout is 1.5 × Keep Alive ([MQTT-3.1.2-24]): a timeout
             // here means the client went silent.
@@ -51,52 +55,76 @@ impl Reader {
                 Err(e) => return CloseReason::Malformed(e),
             };
             log_received(who, &packet);
-            match self.session.handle(packet, &self.broker) {
-                Ok(None) => {}
-                Ok(Some(reply)) => {
-                    // Fails only if the writer has exited, because the socket failed.
-                    if self.control.send(reply).is_err() {
-                        return CloseReason::PeerClosed;
-                    }
+            if let Err(reason) = self.session.handle(packet, &self.broker, &mut requests) {
+                return reason;
+            }
+            for request in requests.drain(..) {
+                // Fails only if the writer has exited, because the socket failed.
+                if self.control.send(request).is_err() {
+                    return CloseReason::PeerClosed;
                 }
-                Err(reason) => return reason,
             }
         }
     }
 
-    /// Ends the connection: log why, give up the Client Identifier, end the session, stop
-    /// the writer.
-    fn teardown(self, reason: CloseReason) {
+    /// Ends the connection: stop the writer and take its side of the session back, log
+    /// why, publish the Will unless the client said DISCONNECT, then keep or end the
+    /// session and give the Client Identifier up.
+    pub(super) fn teardown(self, reason: CloseReason) {
         let Reader {
             socket,
             connection,
-            session,
+            mut session,
             control,
             writer,
             broker,
             ..
         } = self;
-        // Nothing more is read or written on this connection.
+        // Nothing more is read or written on this connection. The writer exits when its
+        // control channel is disconnected and hands back the messages in flight.
         socket.shutdown();
-        let still_registered = broker.unregister_client(&session.client_id, connection);
-        // A socket that failed because someone else shut it down was not the client's doing.
-        let reason = match reason {
-            CloseReason::PeerClosed | CloseReason::Io(_) if broker.is_stopping() => {
-                CloseReason::ServerStopping
-            }
-            CloseReason::PeerClosed | CloseReason::Io(_) if !still_registered => {
-                CloseReason::TakenOver
-            }
-            other => other,
-        };
-        reason.log(&session.client_id);
-        // Every session ends with its connection for now (Clean Session 1 behaviour).
-        session.end(&broker);
-        // The writer exits when its control channel is disconnected.
         drop(control);
-        if writer.join().is_err() {
-            log::error!("writer thread of connection {connection} panicked");
+        let writer_side = match writer.join() {
+            Ok(side) => Some(side),
+            Err(_) => {
+                log::error!(
+                    "client {:?}: writer thread panicked; the session cannot be kept",
+                    session.client_id
+                );
+                None
+            }
+        };
+        let client_id = Arc::clone(&session.client_id);
+        let reason = explain(reason, &broker, &client_id, connection);
+        reason.log(&client_id);
+        // [MQTT-3.1.2-8] every end but DISCONNECT publishes the Will (a broker shutting
+        // down may defer it, §3.1.2.5; having no storage, we drop it).
+        if !matches!(reason, CloseReason::ServerStopping) {
+            session.publish_will(&broker);
         }
+        let kept = session.close(&broker, writer_side);
+        broker.release_session(&client_id, connection, kept);
         broker.untrack_connection(connection);
+    }
+}
+
+/// A socket that failed because someone else shut it down was not the client's doing: say
+/// who did.
+fn explain(
+    reason: CloseReason,
+    broker: &Broker,
+    client_id: &str,
+    connection: ConnectionId,
+) -> CloseReason {
+    match reason {
+        CloseReason::PeerClosed | CloseReason::Io(_) if broker.is_stopping() => {
+            CloseReason::ServerStopping
+        }
+        CloseReason::PeerClosed | CloseReason::Io(_)
+            if broker.is_taken_over(client_id, connection) =>
+        {
+            CloseReason::TakenOver
+        }
+        other => other,
     }
 }

@@ -1,9 +1,12 @@
-//! The writer thread, `tx:<client id>`: the only code that writes to a client's socket.
+//! The writer thread, `tx:<client id>`: the only code that writes to a client's socket, and
+//! the owner of the session's outgoing QoS state while the client is connected.
 //!
-//! It waits on two channels at once, the replies of its own reader (control) and the
-//! messages routed to its session (deliveries), writes each packet into a `BufWriter`, and
-//! flushes only when both channels are momentarily empty. A burst of a hundred messages
-//! therefore leaves in a few `write` system calls instead of a hundred.
+//! It waits on two channels at once: what its own reader asks (control) and the messages
+//! routed to its session (deliveries). It reads deliveries only while the in-flight window
+//! has room, so a client that stops acknowledging stops the flow to itself and nobody else:
+//! the messages wait in the session's bounded Outbox. Each packet goes into a `BufWriter`,
+//! flushed only when both channels are momentarily empty, so a burst of a hundred messages
+//! leaves in a few `write` system calls instead of a hundred.
 
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
@@ -11,23 +14,25 @@ use std::sync::Arc;
 use crossbeam_channel::{select, Receiver};
 
 use crate::broker::{Delivery, Outbox};
-use crate::codec::{Packet, Publish, QoS};
+use crate::codec::{Packet, QoS};
+use crate::session::{Outbound, ToWriter, WriterSide};
 
 use super::{log_sent, trace_bytes, Socket};
 
-/// One thing to write.
-enum Outgoing {
-    Control(Packet),
+/// One thing to do.
+enum Work {
+    Control(ToWriter),
     Delivery(Delivery),
 }
 
-/// Everything the writer thread owns.
+/// Everything the writer thread owns besides the session's writer side.
 pub(super) struct Writer {
     output: BufWriter<Socket>,
     socket: Socket,
     client_id: Arc<str>,
-    control: Receiver<Packet>,
-    deliveries: Receiver<Delivery>,
+    control: Receiver<ToWriter>,
+    /// The session's queue: to mark it connected, and to report drops.
+    outbox: Arc<Outbox>,
     /// Reused for every packet, so encoding does not allocate once it has grown.
     scratch: Vec<u8>,
 }
@@ -36,90 +41,166 @@ impl Writer {
     pub fn new(
         socket: Socket,
         client_id: Arc<str>,
-        control: Receiver<Packet>,
-        deliveries: Receiver<Delivery>,
+        control: Receiver<ToWriter>,
+        outbox: Arc<Outbox>,
     ) -> Writer {
         Writer {
             output: BufWriter::new(socket.clone()),
             socket,
             client_id,
             control,
-            deliveries,
+            outbox,
             scratch: Vec::new(),
         }
     }
 
-    /// Writes `connack` first ([MQTT-3.2.0-1]), then everything that arrives, until the
-    /// reader drops its end of the control channel or the socket fails.
-    pub fn run(mut self, connack: Packet, outbox: Arc<Outbox>) {
-        if let Err(e) = self.write_all_ready(Outgoing::Control(connack), &outbox) {
-            return self.fail(e);
+    /// Serves the connection until the reader drops its end of the control channel or the
+    /// socket fails, then hands the session's writer side back.
+    pub fn run(mut self, connack: Packet, side: WriterSide) -> WriterSide {
+        let WriterSide {
+            deliveries,
+            mut outbound,
+        } = side;
+        self.outbox.set_connected(true);
+        let served = self.serve(connack, &deliveries, &mut outbound);
+        self.outbox.set_connected(false);
+        if let Err(error) = served {
+            log::debug!("client {:?}: write failed: {error}", self.client_id);
+            // Wake the reader up so it tears down, and keep track of what it still sends.
+            self.socket.shutdown();
+            self.drain_after_failure(&mut outbound);
         }
-        while let Some(first) = self.next_blocking() {
-            if let Err(e) = self.write_all_ready(first, &outbox) {
-                return self.fail(e);
-            }
+        WriterSide {
+            deliveries,
+            outbound,
         }
-        // The reader has finished. Whatever is buffered goes out if the socket still works.
-        let _ = self.output.flush();
     }
 
-    /// Writes `first` and everything else already waiting, then flushes once.
-    fn write_all_ready(&mut self, first: Outgoing, outbox: &Outbox) -> io::Result<()> {
-        self.write(first)?;
-        while let Some(next) = self.next_ready() {
-            self.write(next)?;
+    fn serve(
+        &mut self,
+        connack: Packet,
+        deliveries: &Receiver<Delivery>,
+        outbound: &mut Outbound,
+    ) -> io::Result<()> {
+        // [MQTT-3.2.0-1] CONNACK is the first packet the client receives.
+        self.write(&connack)?;
+        // [MQTT-4.4.0-1] then, on a resumed session, whatever was not acknowledged, in its
+        // original order ([MQTT-4.6.0-1]), before anything new.
+        for packet in outbound.resend() {
+            self.write(&packet)?;
         }
         self.output.flush()?;
-        let dropped = outbox.take_dropped();
-        if dropped > 0 {
-            log::info!(
-                "client {:?}: {dropped} message(s) were dropped while its queue was full",
-                self.client_id
-            );
+        while let Some(first) = self.next_blocking(deliveries, outbound) {
+            self.handle(first, outbound)?;
+            while let Some(next) = self.next_ready(deliveries, outbound) {
+                self.handle(next, outbound)?;
+            }
+            self.output.flush()?;
+            self.report_drops();
         }
-        Ok(())
+        // The reader has finished: send what is buffered, if the socket still works.
+        self.output.flush()
     }
 
-    /// Waits for the next packet from either channel; `None` once the reader has gone.
-    fn next_blocking(&self) -> Option<Outgoing> {
-        select! {
-            recv(self.control) -> packet => packet.ok().map(Outgoing::Control),
-            recv(self.deliveries) -> delivery => delivery.ok().map(Outgoing::Delivery),
+    /// Waits for the next thing to do; `None` once the reader has gone. Deliveries are
+    /// looked at only while the window has room for them.
+    fn next_blocking(
+        &self,
+        deliveries: &Receiver<Delivery>,
+        outbound: &mut Outbound,
+    ) -> Option<Work> {
+        if let Some(deferred) = outbound.next_deferred() {
+            return Some(Work::Delivery(deferred));
         }
-    }
-
-    /// The next packet that is already waiting, without blocking.
-    fn next_ready(&self) -> Option<Outgoing> {
-        if let Ok(packet) = self.control.try_recv() {
-            return Some(Outgoing::Control(packet));
-        }
-        self.deliveries.try_recv().ok().map(Outgoing::Delivery)
-    }
-
-    fn write(&mut self, outgoing: Outgoing) -> io::Result<()> {
-        let packet = match outgoing {
-            Outgoing::Control(packet) => packet,
-            Outgoing::Delivery(delivery) => Packet::Publish(publish_for(delivery)),
+        let never = crossbeam_channel::never();
+        let source = if accepts_new(outbound) {
+            deliveries
+        } else {
+            &never
         };
-        log_sent(&self.client_id, &packet);
+        select! {
+            recv(self.control) -> request => request.ok().map(Work::Control),
+            recv(source) -> delivery => delivery.ok().map(Work::Delivery),
+        }
+    }
+
+    /// The next thing to do that is already waiting, without blocking.
+    fn next_ready(&self, deliveries: &Receiver<Delivery>, outbound: &mut Outbound) -> Option<Work> {
+        if let Ok(request) = self.control.try_recv() {
+            return Some(Work::Control(request));
+        }
+        if let Some(deferred) = outbound.next_deferred() {
+            return Some(Work::Delivery(deferred));
+        }
+        if accepts_new(outbound) {
+            return deliveries.try_recv().ok().map(Work::Delivery);
+        }
+        None
+    }
+
+    fn handle(&mut self, work: Work, outbound: &mut Outbound) -> io::Result<()> {
+        match work {
+            Work::Control(ToWriter::Send(packet)) => self.write(&packet),
+            Work::Control(ToWriter::Ack(ack)) => match outbound.acknowledge(ack) {
+                Some(answer) => self.write(&answer),
+                None => Ok(()),
+            },
+            // A retained message: it waits its turn if the window is full.
+            Work::Control(ToWriter::Deliver(delivery)) => {
+                if delivery.qos == QoS::AtMostOnce || accepts_new(outbound) {
+                    self.send(delivery, outbound)
+                } else {
+                    outbound.defer(delivery);
+                    Ok(())
+                }
+            }
+            Work::Delivery(delivery) => self.send(delivery, outbound),
+        }
+    }
+
+    fn send(&mut self, delivery: Delivery, outbound: &mut Outbound) -> io::Result<()> {
+        let publish = outbound.send(delivery);
+        self.write(&Packet::Publish(publish))
+    }
+
+    fn write(&mut self, packet: &Packet) -> io::Result<()> {
+        log_sent(&self.client_id, packet);
         self.scratch.clear();
         packet.encode(&mut self.scratch);
         trace_bytes(&self.client_id, "->", &self.scratch);
         self.output.write_all(&self.scratch)
     }
 
-    /// The socket failed: shut it down so that the reader wakes up and tears down.
-    fn fail(self, error: io::Error) {
-        log::debug!("client {:?}: write failed: {error}", self.client_id);
-        self.socket.shutdown();
+    fn report_drops(&self) {
+        let dropped = self.outbox.take_dropped();
+        if dropped > 0 {
+            log::info!(
+                "client {:?}: {dropped} message(s) were dropped while its queue was full",
+                self.client_id
+            );
+        }
+    }
+
+    /// After a failed write, keeps applying what the reader still sends until it lets go of
+    /// the channel: acknowledgements already received must not be lost, or a kept session
+    /// would re-send messages the client has finished with.
+    fn drain_after_failure(&self, outbound: &mut Outbound) {
+        for request in self.control.iter() {
+            match request {
+                ToWriter::Ack(ack) => {
+                    outbound.acknowledge(ack);
+                }
+                ToWriter::Deliver(delivery) if delivery.qos != QoS::AtMostOnce => {
+                    outbound.defer(delivery)
+                }
+                _ => {}
+            }
+        }
     }
 }
 
-/// The PUBLISH a subscriber receives for a delivery. Every delivery is QoS 0 until QoS 1/2
-/// delivery exists: no Packet Identifier ([MQTT-2.3.1-5]), DUP 0 ([MQTT-3.3.1-2]), and
-/// RETAIN 0 because it goes to an established subscription ([MQTT-3.3.1-9]).
-fn publish_for(delivery: Delivery) -> Publish {
-    debug_assert_eq!(delivery.qos, QoS::AtMostOnce);
-    Publish::qos0(delivery.message.topic, delivery.message.payload)
+/// Whether new deliveries may be taken from the queue: the window has room, and nothing
+/// deferred is waiting ahead of them.
+fn accepts_new(outbound: &Outbound) -> bool {
+    outbound.has_room() && !outbound.has_deferred()
 }

@@ -1,0 +1,175 @@
+//! Sessions by Client Identifier: who is connected, and what waits for those who are not
+//! (spec §3.1.2.4, §3.1.4, §4.1).
+//!
+//! Each Client Identifier has at most one slot:
+//!
+//! ```text
+//!   Connected { connection, socket }    a network connection holds the session now
+//!   Stored(StoredSession)               nobody is connected; a Clean Session 0 session
+//!                                       waits here, its subscriptions still in the trie
+//! ```
+//!
+//! **Takeover** ([MQTT-3.1.4-2]) is a hand-over, not a race. The new connection marks the
+//! old slot as taken over, shuts the old socket down and *waits* on a condition variable.
+//! The old connection's reader tears down as usual: it collects the session back from its
+//! writer thread (the in-flight messages included) and stores it in the slot. Only then
+//! does the new connection take the slot, so no message in flight is lost between them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::connection::Socket;
+use crate::session::StoredSession;
+
+use super::{Broker, ConnectionId};
+
+/// How long a new connection waits for the connection it takes over to hand its session
+/// back. The old connection's threads are woken by the socket shutdown and finish in
+/// microseconds; this only bounds a bug.
+pub const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the store holds for one Client Identifier.
+#[derive(Debug)]
+pub enum SessionSlot {
+    Connected {
+        connection: ConnectionId,
+        /// To shut the connection down when another one takes over.
+        socket: Socket,
+        /// Set by the connection that takes over, read by this one's teardown.
+        taken_over: bool,
+    },
+    Stored(StoredSession),
+}
+
+/// The result of claiming a Client Identifier at CONNECT.
+#[derive(Debug)]
+pub struct Claim {
+    /// The session that was stored for this Client Identifier, if any.
+    pub previous: Option<StoredSession>,
+    /// Whether a live connection had to be taken over.
+    pub took_over: bool,
+}
+
+impl Broker {
+    /// Makes `connection` the holder of `client_id`. A live connection holding it is shut
+    /// down ([MQTT-3.1.4-2]) and its session waited for; a stored session is handed over.
+    /// Returns `None` if the old connection did not hand its session back in time.
+    pub fn claim_session(
+        &self,
+        client_id: &Arc<str>,
+        connection: ConnectionId,
+        socket: Socket,
+    ) -> Option<Claim> {
+        let deadline = Instant::now() + TAKEOVER_TIMEOUT;
+        let mut took_over = false;
+        let mut sessions = self.sessions.lock();
+        loop {
+            match sessions.get_mut(client_id) {
+                Some(SessionSlot::Connected {
+                    socket: old_socket,
+                    taken_over,
+                    ..
+                }) => {
+                    if !*taken_over {
+                        *taken_over = true;
+                        took_over = true;
+                        // [MQTT-3.1.4-2] close the existing connection with this identifier.
+                        old_socket.shutdown();
+                    }
+                    // Sleeps without the lock until the old connection's teardown stores
+                    // the session and notifies.
+                    if self
+                        .sessions_changed
+                        .wait_until(&mut sessions, deadline)
+                        .timed_out()
+                    {
+                        return None;
+                    }
+                }
+                _ => {
+                    let connected = SessionSlot::Connected {
+                        connection,
+                        socket,
+                        taken_over: false,
+                    };
+                    let previous = match sessions.insert(Arc::clone(client_id), connected) {
+                        Some(SessionSlot::Stored(stored)) => Some(stored),
+                        _ => None,
+                    };
+                    return Some(Claim {
+                        previous,
+                        took_over,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Gives up `client_id` at the end of `connection`: stores `keep` (a Clean Session 0
+    /// session) or forgets the identifier. Returns whether the connection was taken over.
+    pub fn release_session(
+        &self,
+        client_id: &Arc<str>,
+        connection: ConnectionId,
+        keep: Option<StoredSession>,
+    ) -> bool {
+        let mut sessions = self.sessions.lock();
+        let taken_over = match sessions.get(client_id) {
+            Some(SessionSlot::Connected {
+                connection: holder,
+                taken_over,
+                ..
+            }) if *holder == connection => *taken_over,
+            // Not ours (cannot happen while takeovers wait; kept safe anyway).
+            _ => return true,
+        };
+        match keep {
+            Some(stored) => {
+                sessions.insert(Arc::clone(client_id), SessionSlot::Stored(stored));
+            }
+            None => {
+                sessions.remove(client_id);
+            }
+        }
+        drop(sessions);
+        self.sessions_changed.notify_all();
+        taken_over
+    }
+
+    /// Whether another connection has taken `client_id` over from `connection`.
+    pub fn is_taken_over(&self, client_id: &str, connection: ConnectionId) -> bool {
+        let sessions = self.sessions.lock();
+        matches!(
+            sessions.get(client_id),
+            Some(SessionSlot::Connected { connection: holder, taken_over: true, .. })
+                if *holder == connection
+        )
+    }
+
+    /// The number of connected clients (connections past their CONNACK).
+    pub fn client_count(&self) -> usize {
+        let sessions = self.sessions.lock();
+        sessions
+            .values()
+            .filter(|slot| matches!(slot, SessionSlot::Connected { .. }))
+            .count()
+    }
+
+    /// The number of sessions stored for clients that are not connected.
+    pub fn stored_session_count(&self) -> usize {
+        self.sessions.lock().len() - self.client_count()
+    }
+
+    /// A Client Identifier for a client that sent an empty one ([MQTT-3.1.3-6]).
+    ///
+    /// Like Mosquitto's `auto-…` ids: a prefix no sensible client uses plus a number, checked
+    /// against the known sessions so that it is unique right now.
+    pub fn generate_client_id(&self) -> String {
+        loop {
+            let candidate = format!("auto-{:016x}", self.next_id());
+            if !self.sessions.lock().contains_key(candidate.as_str()) {
+                return candidate;
+            }
+        }
+    }
+}

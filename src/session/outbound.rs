@@ -1,0 +1,327 @@
+//! The sending side of QoS 1 and 2: Packet Identifiers, the in-flight window, and what
+//! each acknowledgement from the client does (spec §4.3, §4.4, §4.6, §2.3.1).
+//!
+//! ```text
+//!   QoS 1:  broker ── PUBLISH id=7 ──▶ client        in flight: [7: awaiting PUBACK]
+//!           broker ◀── PUBACK id=7 ─── client        in flight: []
+//!
+//!   QoS 2:  broker ── PUBLISH id=8 ──▶ client        in flight: [8: awaiting PUBREC]
+//!           broker ◀── PUBREC id=8 ─── client
+//!           broker ── PUBREL id=8 ───▶ client        in flight: [8: awaiting PUBCOMP]
+//!           broker ◀── PUBCOMP id=8 ── client        in flight: []
+//! ```
+//!
+//! `Outbound` is plain data owned by one thread at a time: the writer thread while the
+//! client is connected (acknowledgements reach it from the reader over the control
+//! channel, so no lock is needed), the session store while it is not. It decides; the
+//! writer thread only writes what it returns.
+//!
+//! Messages beyond the window wait. Most wait in the session's `Outbox` channel, which the
+//! writer does not read while the window is full; the few that arrive another way
+//! (retained messages for a new subscription) wait in `pending`.
+
+use std::collections::VecDeque;
+
+use crate::broker::Delivery;
+use crate::codec::{Packet, PacketId, Publish, QoS};
+
+/// Where a message we sent stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Published,
+    /// PUBREC received and PUBREL sent; waiting for PUBCOMP (QoS 2 only).
+    Released,
+}
+
+/// One message sent at QoS 1 or 2 and not fully acknowledged yet.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    pub id: PacketId,
+    pub delivery: Delivery,
+    pub stage: Stage,
+}
+
+/// An acknowledgement the client sent for one of our messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAck {
+    Puback(PacketId),
+    Pubrec(PacketId),
+    Pubcomp(PacketId),
+}
+
+/// The outgoing QoS state of one session.
+#[derive(Debug)]
+pub struct Outbound {
+    /// In the order the PUBLISH packets were first sent, which is the order they must be
+    /// re-sent in ([MQTT-4.6.0-1]).
+    in_flight: VecDeque<InFlight>,
+    /// Deliveries that arrived while the window was full and are not in the Outbox.
+    pending: VecDeque<Delivery>,
+    /// The last Packet Identifier handed out.
+    last_id: PacketId,
+    /// The window: how many QoS 1 and 2 messages may be in flight at once.
+    max_in_flight: usize,
+}
+
+impl Outbound {
+    pub fn new(max_in_flight: usize) -> Outbound {
+        Outbound {
+            in_flight: VecDeque::new(),
+            pending: VecDeque::new(),
+            last_id: 0,
+            max_in_flight: max_in_flight.max(1),
+        }
+    }
+
+    /// Whether another QoS 1 or 2 message may be sent now.
+    pub fn has_room(&self) -> bool {
+        self.in_flight.len() < self.max_in_flight
+    }
+
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Keeps a delivery for later, behind everything already waiting.
+    pub fn defer(&mut self, delivery: Delivery) {
+        self.pending.push_back(delivery);
+    }
+
+    /// The next deferred delivery, if the window has room for it.
+    pub fn next_deferred(&mut self) -> Option<Delivery> {
+        if self.has_room() {
+            self.pending.pop_front()
+        } else {
+            None
+        }
+    }
+
+    pub fn has_deferred(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Turns a delivery into the PUBLISH to write, and records it as in flight when its QoS
+    /// is 1 or 2. The caller checks [`Outbound::has_room`] first for those.
+    pub fn send(&mut self, delivery: Delivery) -> Publish {
+        let packet_id = match delivery.qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce | QoS::ExactlyOnce => Some(self.allocate_id()),
+        };
+        // [MQTT-3.3.1-3] DUP is 0 on a first attempt, whatever the publisher sent.
+        let publish = to_publish(&delivery, packet_id, false);
+        if let Some(id) = packet_id {
+            // [MQTT-4.3.2-1] [MQTT-4.3.3-1] unacknowledged until PUBACK / PUBREC arrives.
+            self.in_flight.push_back(InFlight {
+                id,
+                delivery,
+                stage: Stage::Published,
+            });
+        }
+        publish
+    }
+
+    /// What to send again when the client reconnects to this session ([MQTT-4.4.0-1]): every
+    /// unacknowledged PUBLISH with DUP 1 ([MQTT-3.3.1-1]) and every unacknowledged PUBREL,
+    /// in their original order, with their original Packet Identifiers.
+    pub fn resend(&self) -> Vec<Packet> {
+        self.in_flight
+            .iter()
+            .map(|entry| match entry.stage {
+                Stage::Published => {
+                    Packet::Publish(to_publish(&entry.delivery, Some(entry.id), true))
+                }
+                // [MQTT-4.3.3-1] never the PUBLISH again once PUBREL has gone out.
+                Stage::Released => Packet::Pubrel(entry.id),
+            })
+            .collect()
+    }
+
+    /// Applies an acknowledgement from the client and returns the packet to send in answer,
+    /// if any. An acknowledgement for an identifier we do not have in flight is logged and
+    /// otherwise ignored, except PUBREC, which is answered with PUBREL anyway so that the
+    /// client can finish its side.
+    pub fn acknowledge(&mut self, ack: ClientAck) -> Option<Packet> {
+        match ack {
+            ClientAck::Puback(id) => {
+                // [MQTT-2.3.1-4] the identifier is free again once PUBACK arrives.
+                self.remove(id, QoS::AtLeastOnce, Stage::Published);
+                None
+            }
+            ClientAck::Pubrec(id) => {
+                if let Some(entry) = self.find(id, QoS::ExactlyOnce) {
+                    // [MQTT-4.3.3-1] PUBREC moves the message to "released".
+                    entry.stage = Stage::Released;
+                } else {
+                    log::debug!("PUBREC for id {id}, which is not in flight: answering PUBREL");
+                }
+                // [MQTT-4.3.3-1] answer PUBREC with PUBREL, same identifier ([MQTT-2.3.1-6]).
+                Some(Packet::Pubrel(id))
+            }
+            ClientAck::Pubcomp(id) => {
+                // [MQTT-2.3.1-4] the identifier is free again once PUBCOMP arrives.
+                self.remove(id, QoS::ExactlyOnce, Stage::Released);
+                None
+            }
+        }
+    }
+
+    fn find(&mut self, id: PacketId, qos: QoS) -> Option<&mut InFlight> {
+        self.in_flight
+            .iter_mut()
+            .find(|entry| entry.id == id && entry.delivery.qos == qos)
+    }
+
+    fn remove(&mut self, id: PacketId, qos: QoS, stage: Stage) {
+        let position = self
+            .in_flight
+            .iter()
+            .position(|e| e.id == id && e.delivery.qos == qos && e.stage == stage);
+        match position {
+            Some(index) => {
+                self.in_flight.remove(index);
+            }
+            None => log::debug!("acknowledgement for id {id}, which is not in flight: ignored"),
+        }
+    }
+
+    /// A Packet Identifier not in use by any message in flight ([MQTT-2.3.1-4]). Counts
+    /// upwards from 1, wrapping round after 65 535 and skipping 0 and identifiers in use.
+    fn allocate_id(&mut self) -> PacketId {
+        loop {
+            self.last_id = self.last_id.checked_add(1).unwrap_or(1);
+            let id = self.last_id;
+            if !self.in_flight.iter().any(|entry| entry.id == id) {
+                return id;
+            }
+        }
+    }
+}
+
+/// The PUBLISH for a delivery: its own QoS, RETAIN only for a retained message sent because
+/// of a new subscription ([MQTT-3.3.1-8], [MQTT-3.3.1-9]), DUP only on a re-send.
+fn to_publish(delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> Publish {
+    Publish {
+        dup,
+        qos: delivery.qos,
+        retain: delivery.retain,
+        topic: delivery.message.topic.clone(),
+        packet_id,
+        payload: delivery.message.payload.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::Message;
+    use std::sync::Arc;
+
+    fn delivery(qos: QoS, payload: &str) -> Delivery {
+        Delivery {
+            message: Message {
+                topic: "t".into(),
+                payload: Arc::from(payload.as_bytes()),
+                qos,
+                retain: false,
+            },
+            qos,
+            retain: false,
+        }
+    }
+
+    #[test]
+    fn qos0_is_sent_without_id_and_not_kept_mqtt_2_3_1_5() {
+        let mut out = Outbound::new(2);
+        let publish = out.send(delivery(QoS::AtMostOnce, "a"));
+        assert_eq!(publish.packet_id, None);
+        assert_eq!(out.in_flight_count(), 0);
+    }
+
+    #[test]
+    fn qos1_is_in_flight_until_puback_mqtt_4_3_2_1() {
+        let mut out = Outbound::new(2);
+        let publish = out.send(delivery(QoS::AtLeastOnce, "a"));
+        assert_eq!(publish.packet_id, Some(1));
+        assert!(!publish.dup);
+        assert_eq!(out.in_flight_count(), 1);
+        assert_eq!(out.acknowledge(ClientAck::Puback(1)), None);
+        assert_eq!(out.in_flight_count(), 0);
+    }
+
+    #[test]
+    fn qos2_goes_published_released_complete_mqtt_4_3_3_1() {
+        let mut out = Outbound::new(2);
+        let id = out.send(delivery(QoS::ExactlyOnce, "a")).packet_id.unwrap();
+        assert_eq!(
+            out.acknowledge(ClientAck::Pubrec(id)),
+            Some(Packet::Pubrel(id))
+        );
+        // After PUBREL, a reconnect re-sends the PUBREL, never the PUBLISH.
+        assert_eq!(out.resend(), [Packet::Pubrel(id)]);
+        // PUBACK is not the right answer for QoS 2: nothing changes.
+        out.acknowledge(ClientAck::Puback(id));
+        assert_eq!(out.in_flight_count(), 1);
+        assert_eq!(out.acknowledge(ClientAck::Pubcomp(id)), None);
+        assert_eq!(out.in_flight_count(), 0);
+    }
+
+    #[test]
+    fn the_window_limits_what_is_in_flight() {
+        let mut out = Outbound::new(2);
+        out.send(delivery(QoS::AtLeastOnce, "a"));
+        assert!(out.has_room());
+        out.send(delivery(QoS::AtLeastOnce, "b"));
+        assert!(!out.has_room());
+        out.defer(delivery(QoS::AtLeastOnce, "c"));
+        assert!(out.next_deferred().is_none());
+        out.acknowledge(ClientAck::Puback(1));
+        assert_eq!(&out.next_deferred().unwrap().message.payload[..], b"c");
+    }
+
+    #[test]
+    fn resend_keeps_order_ids_and_sets_dup_mqtt_4_4_0_1_mqtt_3_3_1_1() {
+        let mut out = Outbound::new(10);
+        for payload in ["a", "b", "c"] {
+            out.send(delivery(QoS::ExactlyOnce, payload));
+        }
+        out.acknowledge(ClientAck::Pubrec(2));
+        let resent = out.resend();
+        let Packet::Publish(first) = &resent[0] else {
+            panic!("expected PUBLISH");
+        };
+        assert_eq!(
+            (first.packet_id, first.dup, &first.payload[..]),
+            (Some(1), true, &b"a"[..])
+        );
+        assert_eq!(resent[1], Packet::Pubrel(2));
+        let Packet::Publish(third) = &resent[2] else {
+            panic!("expected PUBLISH");
+        };
+        assert_eq!((third.packet_id, third.dup), (Some(3), true));
+    }
+
+    #[test]
+    fn ids_skip_zero_and_those_in_use_mqtt_2_3_1_4() {
+        let mut out = Outbound::new(10);
+        out.last_id = u16::MAX - 1;
+        let a = out.send(delivery(QoS::AtLeastOnce, "a")).packet_id.unwrap();
+        assert_eq!(a, u16::MAX);
+        let b = out.send(delivery(QoS::AtLeastOnce, "b")).packet_id.unwrap();
+        assert_eq!(b, 1, "wraps round, skipping 0");
+        // Id 2 is taken by something still in flight after another wrap.
+        out.last_id = u16::MAX;
+        out.acknowledge(ClientAck::Puback(u16::MAX));
+        let c = out.send(delivery(QoS::AtLeastOnce, "c")).packet_id.unwrap();
+        assert_eq!(c, 2, "1 is in use, so 2");
+    }
+
+    #[test]
+    fn an_unknown_pubrec_is_still_answered_with_pubrel() {
+        let mut out = Outbound::new(1);
+        assert_eq!(
+            out.acknowledge(ClientAck::Pubrec(99)),
+            Some(Packet::Pubrel(99))
+        );
+    }
+}
