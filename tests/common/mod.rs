@@ -76,6 +76,26 @@ pub fn connect(client_id: &str, keep_alive: u16) -> Vec<u8> {
     connect_with(0x02, keep_alive, client_id)
 }
 
+/// A 3.1.1 CONNECT with a Will: topic, message, QoS and retain flag, Clean Session 1.
+pub fn connect_with_will(
+    client_id: &str,
+    keep_alive: u16,
+    will_topic: &str,
+    will_message: &[u8],
+    will_qos: u8,
+    will_retain: bool,
+) -> Vec<u8> {
+    let flags = 0x02 | 0x04 | (will_qos << 3) | if will_retain { 0x20 } else { 0 };
+    let mut body = string(b"MQTT");
+    body.push(4);
+    body.push(flags);
+    body.extend(keep_alive.to_be_bytes());
+    body.extend(string(client_id.as_bytes()));
+    body.extend(string(will_topic.as_bytes()));
+    body.extend(string(will_message));
+    packet(0x10, &body)
+}
+
 /// CONNACK with Session Present 0 and return code 0.
 pub const CONNACK_ACCEPTED: [u8; 4] = [0x20, 0x02, 0x00, 0x00];
 
@@ -109,6 +129,64 @@ pub fn publish(topic: &str, payload: &[u8], qos: u8, dup: bool, id: u16) -> Vec<
     packet(byte1, &body)
 }
 
+/// The four acknowledgements, for Packet Identifier `id`.
+pub fn puback(id: u16) -> [u8; 4] {
+    ack(0x40, id)
+}
+pub fn pubrec(id: u16) -> [u8; 4] {
+    ack(0x50, id)
+}
+pub fn pubrel(id: u16) -> [u8; 4] {
+    ack(0x62, id)
+}
+pub fn pubcomp(id: u16) -> [u8; 4] {
+    ack(0x70, id)
+}
+fn ack(byte1: u8, id: u16) -> [u8; 4] {
+    let [hi, lo] = id.to_be_bytes();
+    [byte1, 0x02, hi, lo]
+}
+
+/// A PUBLISH as received, taken apart by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub dup: bool,
+    pub qos: u8,
+    pub retain: bool,
+    pub topic: String,
+    pub id: Option<u16>,
+    pub payload: Vec<u8>,
+}
+
+/// Parses a whole PUBLISH packet (fixed header included); fails the test if it is not one.
+pub fn parse_publish(bytes: &[u8]) -> Received {
+    assert_eq!(bytes[0] >> 4, 3, "expected a PUBLISH, got {bytes:02x?}");
+    let mut at = 1;
+    while bytes[at] & 0x80 != 0 {
+        at += 1;
+    }
+    let body = &bytes[at + 1..];
+    let qos = (bytes[0] >> 1) & 0x03;
+    let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+    let topic = String::from_utf8(body[2..2 + topic_len].to_vec()).unwrap();
+    let mut rest = &body[2 + topic_len..];
+    let id = if qos > 0 {
+        let id = u16::from_be_bytes([rest[0], rest[1]]);
+        rest = &rest[2..];
+        Some(id)
+    } else {
+        None
+    };
+    Received {
+        dup: bytes[0] & 0x08 != 0,
+        qos,
+        retain: bytes[0] & 0x01 != 0,
+        topic,
+        id,
+        payload: rest.to_vec(),
+    }
+}
+
 pub const PINGREQ: [u8; 2] = [0xC0, 0x00];
 pub const PINGRESP: [u8; 2] = [0xD0, 0x00];
 pub const DISCONNECT: [u8; 2] = [0xE0, 0x00];
@@ -137,6 +215,37 @@ impl Raw {
         raw.send(&connect(client_id, 0));
         assert_eq!(raw.recv(), CONNACK_ACCEPTED, "CONNACK for {client_id}");
         raw
+    }
+
+    /// Connects with the given Clean Session flag and Keep Alive 0; returns the connection
+    /// and the CONNACK's Session Present flag.
+    pub fn session(addr: SocketAddr, client_id: &str, clean_session: bool) -> (Raw, bool) {
+        let mut raw = Raw::tcp(addr);
+        let flags = if clean_session { 0x02 } else { 0x00 };
+        raw.send(&connect_with(flags, 0, client_id));
+        let connack = raw.recv();
+        assert_eq!(
+            connack[..2],
+            [0x20, 0x02],
+            "CONNACK expected, got {connack:02x?}"
+        );
+        assert_eq!(connack[3], 0x00, "connection refused: {connack:02x?}");
+        (raw, connack[2] == 0x01)
+    }
+
+    /// Subscribes to one filter at `qos` and checks the SUBACK grants it.
+    pub fn subscribe_to(&mut self, filter: &str, qos: u8) {
+        self.send(&subscribe(1, &[(filter, qos)]));
+        assert_eq!(
+            self.recv(),
+            [0x90, 0x03, 0x00, 0x01, qos],
+            "SUBACK for {filter}"
+        );
+    }
+
+    /// Reads the next packet and parses it as a PUBLISH.
+    pub fn recv_publish(&mut self) -> Received {
+        parse_publish(&self.recv())
     }
 
     /// Connects, subscribes to `filters` at QoS 0, and waits for the SUBACK.

@@ -1,0 +1,117 @@
+//! Wills (§3.1.2.5–§3.1.2.7, §3.14): published on every abnormal end of a connection,
+//! discarded on DISCONNECT.
+
+mod common;
+
+use common::*;
+
+/// A watcher subscribed to `will/#` at QoS 1.
+fn watcher(addr: std::net::SocketAddr) -> Raw {
+    let mut watcher = Raw::connected(addr, "watcher");
+    watcher.subscribe_to("will/#", 1);
+    watcher
+}
+
+/// A client with a Will on `will/<id>` (QoS 1, not retained) and the given Keep Alive.
+fn with_will(addr: std::net::SocketAddr, id: &str, keep_alive: u16) -> Raw {
+    let mut raw = Raw::tcp(addr);
+    raw.send(&connect_with_will(
+        id,
+        keep_alive,
+        &format!("will/{id}"),
+        b"bye",
+        1,
+        false,
+    ));
+    assert_eq!(raw.recv(), CONNACK_ACCEPTED);
+    raw
+}
+
+fn expect_will(watcher: &mut Raw, id: &str) {
+    let got = watcher.recv_publish();
+    assert_eq!(got.topic, format!("will/{id}"));
+    assert_eq!(
+        (&got.payload[..], got.qos, got.retain),
+        (&b"bye"[..], 1, false)
+    );
+    watcher.send(&puback(got.id.unwrap()));
+}
+
+#[test]
+fn the_will_is_published_when_the_connection_drops_mqtt_3_1_2_8() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut watcher = watcher(addr);
+    drop(with_will(addr, "dropped", 0));
+    expect_will(&mut watcher, "dropped");
+}
+
+#[test]
+fn the_will_is_published_when_keepalive_expires_mqtt_3_1_2_24() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut watcher = watcher(addr);
+    let _silent = with_will(addr, "silent", 1);
+    expect_will(&mut watcher, "silent");
+}
+
+#[test]
+fn the_will_is_published_after_a_protocol_violation_mqtt_4_8_0_1() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut watcher = watcher(addr);
+    let mut rude = with_will(addr, "rude", 0);
+    rude.send(&[0xE1, 0x00]); // DISCONNECT with a reserved flag: not a valid DISCONNECT
+    assert_eq!(rude.closed(), []);
+    expect_will(&mut watcher, "rude");
+}
+
+#[test]
+fn the_will_is_published_when_the_connection_is_taken_over_mqtt_3_1_4_2() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut watcher = watcher(addr);
+    let mut old = with_will(addr, "twin", 0);
+    let _new = Raw::connected(addr, "twin");
+    assert_eq!(old.closed(), []);
+    expect_will(&mut watcher, "twin");
+}
+
+#[test]
+fn disconnect_discards_the_will_mqtt_3_14_4_3() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut watcher = watcher(addr);
+    let mut polite = with_will(addr, "polite", 0);
+    polite.send(&DISCONNECT);
+    assert_eq!(polite.closed(), []);
+    // Another will, published after, is the next thing the watcher sees.
+    drop(with_will(addr, "marker", 0));
+    expect_will(&mut watcher, "marker");
+}
+
+#[test]
+fn a_will_with_retain_becomes_the_retained_message_mqtt_3_1_2_17() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut raw = Raw::tcp(addr);
+    raw.send(&connect_with_will(
+        "sensor",
+        0,
+        "will/sensor",
+        b"offline",
+        0,
+        true,
+    ));
+    assert_eq!(raw.recv(), CONNACK_ACCEPTED);
+    let mut watcher = Raw::connected(addr, "watcher");
+    watcher.subscribe_to("will/sensor", 0);
+    drop(raw);
+    // The live subscriber sees it with RETAIN 0 ...
+    assert!(!watcher.recv_publish().retain);
+    // ... and a later one gets it as the retained message.
+    let mut late = Raw::connected(addr, "late");
+    late.subscribe_to("will/sensor", 0);
+    let got = late.recv_publish();
+    assert_eq!((got.retain, &got.payload[..]), (true, &b"offline"[..]));
+}
