@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::codec::primitives::MAX_REMAINING_LENGTH;
+/// 1 MiB: see [`Config::max_packet_size`].
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 1024 * 1024;
 
 /// Everything a [`crate::Server`] can be told. `Config::default()` is what `cargo run` uses.
 #[derive(Debug, Clone)]
@@ -16,12 +17,21 @@ pub struct Config {
     /// (§3.1.4: "within a reasonable amount of time"). Default 10 s.
     pub connect_timeout: Duration,
     /// The largest Remaining Length accepted; a bigger packet is refused before its body is
-    /// read. Default: the protocol's own limit, 268 435 455 bytes (as Mosquitto's default).
+    /// read, and the connection closed. Default 1 MiB: far above what MQTT messages usually
+    /// carry, and small enough that a few thousand clients cannot make the broker hold
+    /// gigabytes of half-read packets. The protocol itself allows up to 268 435 455 bytes
+    /// (Mosquitto's default); raise it with `--max-packet-size` if you need to.
     pub max_packet_size: usize,
+    /// How many TCP connections may be open at once, counting those still in the
+    /// handshake. Each costs two threads and a file descriptor; beyond the limit, new
+    /// connections are accepted and closed at once, with a warning. Default 10 000.
+    pub max_connections: usize,
     /// How many messages may wait for one session, whether its client is connected (and
     /// its writer busy) or away (Clean Session 0: QoS 1 and 2 only). When the queue is
     /// full, new messages for that session are dropped and counted: a slow subscriber never
-    /// slows down a publisher. Default 1000, like Mosquitto's `max_queued_messages`.
+    /// slows down a publisher. QoS 0 messages are dropped first: they are queued only while
+    /// the queue is less than half full, so the other half stays for QoS 1 and 2. Default
+    /// 1000, like Mosquitto's `max_queued_messages`.
     pub max_queued_messages: usize,
     /// How many QoS 1 and 2 messages may be sent to one client and not yet acknowledged.
     /// Further messages wait in the queue until acknowledgements arrive. Default 20, like
@@ -34,7 +44,8 @@ impl Default for Config {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
             connect_timeout: Duration::from_secs(10),
-            max_packet_size: MAX_REMAINING_LENGTH,
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            max_connections: 10_000,
             max_queued_messages: 1000,
             max_inflight_messages: 20,
         }

@@ -36,6 +36,8 @@ pub mod broker;
 pub mod codec;
 pub mod config;
 pub mod connection;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod server;
 pub mod session;
 pub mod topic;

@@ -2,60 +2,77 @@
 //! Everything else lives in the library (`src/lib.rs`).
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
 
 use mqttd::{Config, Server};
 
 const USAGE: &str = "\
 mqttd — an MQTT 3.1.1 broker to read alongside the specification
 
-Usage: mqttd [--bind ADDR] [-p|--port N] [-v|--verbose]
+Usage: mqttd [--bind ADDR] [-p|--port N] [-v|--verbose] [limits]
 
 Options:
-  --bind ADDR     IP address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
-  -p, --port N    TCP port to listen on (default 1883; 0 lets the OS pick one)
-  -v, --verbose   log every packet in and out (same as RUST_LOG=debug when RUST_LOG is unset)
-  -h, --help      print this help
+  --bind ADDR              IP address to listen on (default 127.0.0.1; 0.0.0.0 for all)
+  -p, --port N             TCP port to listen on (default 1883; 0 lets the OS pick one)
+  -v, --verbose            log every packet in and out (RUST_LOG=debug when RUST_LOG is unset)
+  -h, --help               print this help
+
+Limits:
+  --max-packet-size BYTES  largest packet accepted (Remaining Length; default 1048576)
+  --max-connections N      open TCP connections at once (default 10000)
+  --connect-timeout SECS   time for the CONNECT to arrive after the TCP connect (default 10)
+  --max-inflight N         QoS 1/2 messages awaiting acknowledgement per client (default 20)
+  --max-queued N           messages waiting for one session (default 1000)
 
 Logging: RUST_LOG=info (default), debug (one line per packet) or trace (plus hex dumps).
 Stop it with Ctrl-C or SIGTERM.";
 
 /// What the command line asked for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct Args {
-    bind: IpAddr,
-    port: u16,
+    config: Config,
     verbose: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let defaults = Config::default().bind;
-    let mut parsed = Args {
-        bind: defaults.ip(),
-        port: defaults.port(),
-        verbose: false,
-    };
+    let mut config = Config::default();
+    let mut verbose = false;
     while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
-            "-v" | "--verbose" => parsed.verbose = true,
-            "--bind" => {
-                let value = args.next().ok_or("--bind needs an IP address")?;
-                parsed.bind = value
-                    .parse()
-                    .map_err(|_| format!("--bind: {value:?} is not an IP address"))?;
+            "-v" | "--verbose" => verbose = true,
+            "--bind" => config.bind.set_ip(number(&arg, value()?)?),
+            "-p" | "--port" => config.bind.set_port(number(&arg, value()?)?),
+            "--max-packet-size" => config.max_packet_size = positive(&arg, value()?)?,
+            "--max-connections" => config.max_connections = positive(&arg, value()?)?,
+            "--connect-timeout" => {
+                config.connect_timeout = Duration::from_secs(positive(&arg, value()?)?)
             }
-            "-p" | "--port" => {
-                let value = args.next().ok_or("--port needs a number")?;
-                parsed.port = value
-                    .parse()
-                    .map_err(|_| format!("--port: {value:?} is not a port number"))?;
-            }
+            "--max-inflight" => config.max_inflight_messages = positive(&arg, value()?)?,
+            "--max-queued" => config.max_queued_messages = positive(&arg, value()?)?,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(Some(parsed))
+    Ok(Some(Args { config, verbose }))
+}
+
+/// Parses an option's value (an address or a number).
+fn number<T: FromStr>(option: &str, value: String) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{option}: {value:?} is not valid here"))
+}
+
+/// Parses a number that must be at least 1.
+fn positive<T: FromStr + PartialOrd + From<u8>>(option: &str, value: String) -> Result<T, String> {
+    let parsed: T = number(option, value)?;
+    if parsed < T::from(1) {
+        return Err(format!("{option} must be at least 1"));
+    }
+    Ok(parsed)
 }
 
 /// Log lines look like `2026-11-25T20:41:20.123Z INFO  [rx:sensor-1] client "sensor-1" …`:
@@ -90,10 +107,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(args.verbose);
-    let config = Config {
-        bind: SocketAddr::new(args.bind, args.port),
-        ..Config::default()
-    };
+    let config = args.config;
     // Ctrl-C and SIGTERM keep their default action, ending the process at once: the broker
     // keeps nothing on disk, so there is nothing to save, and it stops immediately.
     match Server::start(config.clone()) {
@@ -119,32 +133,51 @@ mod tests {
     #[test]
     fn defaults_to_localhost_1883() {
         let args = parse(&[]).unwrap().unwrap();
-        assert_eq!(args.bind, IpAddr::from([127, 0, 0, 1]));
-        assert_eq!(args.port, 1883);
+        assert_eq!(args.config.bind, "127.0.0.1:1883".parse().unwrap());
         assert!(!args.verbose);
     }
 
     #[test]
     fn reads_every_option() {
-        let args = parse(&["--bind", "0.0.0.0", "-p", "1884", "-v"])
-            .unwrap()
-            .unwrap();
+        let args = parse(&[
+            "--bind",
+            "0.0.0.0",
+            "-p",
+            "1884",
+            "-v",
+            "--max-packet-size",
+            "2048",
+            "--max-connections",
+            "50",
+            "--connect-timeout",
+            "3",
+            "--max-inflight",
+            "5",
+            "--max-queued",
+            "7",
+        ])
+        .unwrap()
+        .unwrap();
+        let config = args.config;
+        assert_eq!(config.bind, "0.0.0.0:1884".parse().unwrap());
+        assert!(args.verbose);
+        assert_eq!(config.max_packet_size, 2048);
+        assert_eq!(config.max_connections, 50);
+        assert_eq!(config.connect_timeout, Duration::from_secs(3));
+        assert_eq!(config.max_inflight_messages, 5);
+        assert_eq!(config.max_queued_messages, 7);
         assert_eq!(
-            args,
-            Args {
-                bind: IpAddr::from([0, 0, 0, 0]),
-                port: 1884,
-                verbose: true
-            }
+            parse(&["--port", "0"]).unwrap().unwrap().config.bind.port(),
+            0
         );
-        assert_eq!(parse(&["--port", "0"]).unwrap().unwrap().port, 0);
     }
 
     #[test]
     fn help_and_errors() {
-        assert_eq!(parse(&["--help"]), Ok(None));
+        assert!(parse(&["--help"]).unwrap().is_none());
         assert!(parse(&["--port", "x"]).is_err());
         assert!(parse(&["--bind"]).is_err());
+        assert!(parse(&["--max-queued", "0"]).is_err());
         assert!(parse(&["--frobnicate"]).is_err());
     }
 }

@@ -102,12 +102,26 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, addr.port())
 }
 
+/// Closes a connection accepted beyond `max_connections`. MQTT 3.1.1 could answer a
+/// CONNECT with 0x03 "server unavailable", but reading the CONNECT would take a thread per
+/// refused client, which is what the limit exists to save; like Mosquitto, we just close.
+fn refuse_over_limit(stream: TcpStream, limit: usize) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string());
+    log::warn!("refusing connection from {peer}: {limit} connections are open (--max-connections)");
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
 fn accept_loop(listener: TcpListener, broker: Arc<Broker>) {
     for stream in listener.incoming() {
         if broker.is_stopping() {
             break;
         }
         match stream {
+            Ok(stream) if broker.connection_count() >= broker.config.max_connections => {
+                refuse_over_limit(stream, broker.config.max_connections);
+            }
             Ok(stream) => connection::spawn(stream, Arc::clone(&broker)),
             Err(e) => {
                 // Typically "too many open files": wait a moment rather than spin, and let

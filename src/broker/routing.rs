@@ -118,26 +118,40 @@ impl Outbox {
     pub fn offer(&self, delivery: Delivery) -> Offer {
         // [MQTT-3.1.2-5] only QoS 1 and 2 messages are kept for a client that is away
         // (queueing QoS 0 would be allowed; like Mosquitto's default, we do not).
-        if delivery.qos == QoS::AtMostOnce && !self.connected.load(Ordering::Relaxed) {
-            return Offer::Skipped;
+        if delivery.qos == QoS::AtMostOnce {
+            if !self.connected.load(Ordering::Relaxed) {
+                return Offer::Skipped;
+            }
+            // QoS 0 goes first when the queue fills: only the first half is open to it.
+            if self.sender.len() >= self.qos0_limit() {
+                return self.record_drop();
+            }
         }
         match self.sender.try_send(delivery) {
             Ok(()) => Offer::Queued,
-            Err(TrySendError::Full(_)) => {
-                // Warn once at the start of a run of drops; the writer reports the total.
-                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                    log::warn!(
-                        "client {:?}: queue full ({} messages), dropping messages for it",
-                        self.client_id,
-                        self.sender.capacity().unwrap_or(0)
-                    );
-                }
-                Offer::Dropped
-            }
+            Err(TrySendError::Full(_)) => self.record_drop(),
             // Cannot happen while the Outbox exists (it holds the receiver's session);
             // counted as a drop if it ever does.
             Err(TrySendError::Disconnected(_)) => Offer::Dropped,
         }
+    }
+
+    /// How many messages may be queued before QoS 0 ones are dropped: half the queue.
+    fn qos0_limit(&self) -> usize {
+        self.sender.capacity().unwrap_or(usize::MAX).div_ceil(2)
+    }
+
+    fn record_drop(&self) -> Offer {
+        // Warn once at the start of a run of drops; the writer reports the total.
+        if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+            log::warn!(
+                "client {:?}: queue full ({} messages, QoS 0 from {}), dropping messages for it",
+                self.client_id,
+                self.sender.capacity().unwrap_or(0),
+                self.qos0_limit()
+            );
+        }
+        Offer::Dropped
     }
 
     /// Takes the number of drops since the last call (for the writer's summary line).
@@ -244,15 +258,33 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts_without_blocking() {
         let broker = Broker::new(Config::default());
-        let (outbox, inbox) = connected_outbox("slow", 2);
-        broker.subscribe(1, &outbox, "t", QoS::AtMostOnce);
+        let (outbox, inbox) = connected_outbox("slow", 4);
+        broker.subscribe(1, &outbox, "t", QoS::AtLeastOnce);
+        for _ in 0..7 {
+            broker.publish(&message("t", QoS::AtLeastOnce));
+        }
+        assert_eq!(inbox.len(), 4);
+        assert_eq!(broker.stats().messages_dropped, 3);
+        assert_eq!(outbox.take_dropped(), 3);
+        assert_eq!(outbox.take_dropped(), 0);
+    }
+
+    #[test]
+    fn qos0_is_dropped_first_leaving_room_for_qos1_and_2() {
+        let broker = Broker::new(Config::default());
+        let (outbox, inbox) = connected_outbox("slow", 4);
+        broker.subscribe(1, &outbox, "t", QoS::ExactlyOnce);
+        // QoS 0 fills only half of the queue ...
         for _ in 0..5 {
             broker.publish(&message("t", QoS::AtMostOnce));
         }
         assert_eq!(inbox.len(), 2);
-        assert_eq!(broker.stats().messages_dropped, 3);
-        assert_eq!(outbox.take_dropped(), 3);
-        assert_eq!(outbox.take_dropped(), 0);
+        // ... so QoS 1 still finds room for the other half.
+        for _ in 0..3 {
+            broker.publish(&message("t", QoS::AtLeastOnce));
+        }
+        assert_eq!(inbox.len(), 4);
+        assert_eq!(broker.stats().messages_dropped, 3 + 1);
     }
 
     #[test]

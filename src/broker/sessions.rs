@@ -136,6 +136,15 @@ impl Broker {
         taken_over
     }
 
+    /// Forgets whatever session slot `connection` holds, without storing anything: the
+    /// clean-up after a bug interrupted a handshake.
+    pub fn release_connection(&self, connection: ConnectionId) {
+        self.sessions.lock().retain(|_, slot| {
+            !matches!(slot, SessionSlot::Connected { connection: holder, .. } if *holder == connection)
+        });
+        self.sessions_changed.notify_all();
+    }
+
     /// Whether another connection has taken `client_id` over from `connection`.
     pub fn is_taken_over(&self, client_id: &str, connection: ConnectionId) -> bool {
         let sessions = self.sessions.lock();

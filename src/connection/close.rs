@@ -34,6 +34,9 @@ pub enum CloseReason {
     TakenOver,
     /// The broker is shutting down.
     ServerStopping,
+    /// A bug in mqttd: the connection's thread panicked. Only this connection is closed
+    /// ([MQTT-4.8.0-2]).
+    Panicked(String),
 }
 
 impl CloseReason {
@@ -68,7 +71,9 @@ impl CloseReason {
     /// Logs the line that tells why `who` was closed: a warning for a breach of the
     /// protocol, information otherwise.
     pub fn log(&self, who: &str) {
-        if self.is_violation() {
+        if let CloseReason::Panicked(_) = self {
+            log::error!("client {who:?} closed: {self}");
+        } else if self.is_violation() {
             log::warn!("client {who:?} closed: {self}");
         } else {
             log::info!("client {who:?} disconnected: {self}");
@@ -110,6 +115,10 @@ impl fmt::Display for CloseReason {
                 "[MQTT-3.1.4-2] taken over by a new connection with the same Client Identifier"
             ),
             CloseReason::ServerStopping => write!(f, "the broker is stopping"),
+            CloseReason::Panicked(message) => write!(
+                f,
+                "internal error (a bug in mqttd; only this connection is closed): {message}"
+            ),
         }
     }
 }

@@ -17,6 +17,7 @@
 //! "close without a word".
 
 use std::io::{self, BufReader, Read, Write};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ use crate::codec::{
 use super::close::{is_timeout, CloseReason};
 use super::reader::Reader;
 use super::writer::Writer;
-use super::{log_received, log_sent, trace_frame, Socket, THREAD_STACK_SIZE};
+use super::{log_received, log_sent, panic_message, trace_frame, Socket, THREAD_STACK_SIZE};
 use crate::session::{Opened, Session};
 
 /// How many replies the reader may queue for its writer before it waits. The reader
@@ -52,7 +53,18 @@ enum Refusal {
 
 /// Handles a new connection up to the start of its reader and writer threads.
 pub(super) fn run(socket: Socket, connection: ConnectionId, peer: String, broker: Arc<Broker>) {
-    if let Err(refusal) = accept(&socket, connection, &peer, &broker) {
+    // A panic here is a bug in mqttd: it costs this connection only ([MQTT-4.8.0-2]), and
+    // any session slot it had claimed is given up so the Client Identifier stays usable.
+    let accepted = panic::catch_unwind(AssertUnwindSafe(|| {
+        accept(&socket, connection, &peer, &broker)
+    }))
+    .unwrap_or_else(|payload| {
+        broker.release_connection(connection);
+        Err(Refusal::Close(CloseReason::Panicked(panic_message(
+            &payload,
+        ))))
+    });
+    if let Err(refusal) = accepted {
         refuse(&socket, &peer, refusal);
         socket.shutdown();
         broker.untrack_connection(connection);

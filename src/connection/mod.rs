@@ -86,6 +86,17 @@ pub fn spawn(stream: TcpStream, broker: Arc<Broker>) {
     }
 }
 
+/// The text of a panic, for the log line that reports it.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "(no message)".to_owned()
+    }
+}
+
 /// The per-packet debug line for a packet received from `who`.
 fn log_received(who: &str, packet: &Packet) {
     log::debug!("client {who:?} <- {packet}");

@@ -2,6 +2,7 @@
 //! what must be sent to the writer, and tears the connection down when it ends.
 
 use std::io::BufReader;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -11,7 +12,7 @@ use crate::broker::{Broker, ConnectionId};
 use crate::codec::read_frame;
 use crate::session::{Session, ToWriter, WriterSide};
 
-use super::{log_received, trace_frame, CloseReason, Socket};
+use super::{log_received, panic_message, trace_frame, CloseReason, Socket};
 
 /// Everything the reader thread owns.
 pub(super) struct Reader {
@@ -32,7 +33,11 @@ pub(super) struct Reader {
 
 impl Reader {
     pub fn run(mut self) {
-        let reason = self.read_loop();
+        // A panic while handling a packet is a bug in mqttd. It must cost this one
+        // connection and nothing else ([MQTT-4.8.0-2]): catch it here and tear down as
+        // usual, so the session is stored or ended and the Client Identifier given up.
+        let reason = panic::catch_unwind(AssertUnwindSafe(|| self.read_loop()))
+            .unwrap_or_else(|payload| CloseReason::Panicked(panic_message(&payload)));
         self.teardown(reason);
     }
 

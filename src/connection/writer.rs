@@ -9,6 +9,7 @@
 //! leaves in a few `write` system calls instead of a hundred.
 
 use std::io::{self, BufWriter, Write};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crossbeam_channel::{select, Receiver};
@@ -17,7 +18,7 @@ use crate::broker::{Delivery, Outbox};
 use crate::codec::{Packet, QoS};
 use crate::session::{Outbound, ToWriter, WriterSide};
 
-use super::{log_sent, trace_bytes, Socket};
+use super::{log_sent, panic_message, trace_bytes, Socket};
 
 /// One thing to do.
 enum Work {
@@ -62,7 +63,20 @@ impl Writer {
             mut outbound,
         } = side;
         self.outbox.set_connected(true);
-        let served = self.serve(connack, &deliveries, &mut outbound);
+        // A panic here is a bug in mqttd; it ends this connection like a failed write and
+        // harms nobody else ([MQTT-4.8.0-2]). Nothing in `serve` holds a lock across code
+        // that can panic, and parking_lot locks are released during unwinding anyway.
+        let served = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.serve(connack, &deliveries, &mut outbound)
+        }))
+        .unwrap_or_else(|payload| {
+            log::error!(
+                "client {:?}: writer thread panicked (a bug in mqttd): {}",
+                self.client_id,
+                panic_message(&payload)
+            );
+            Err(io::Error::other("writer thread panicked"))
+        });
         self.outbox.set_connected(false);
         if let Err(error) = served {
             log::debug!("client {:?}: write failed: {error}", self.client_id);
@@ -159,6 +173,8 @@ impl Writer {
     }
 
     fn send(&mut self, delivery: Delivery, outbound: &mut Outbound) -> io::Result<()> {
+        #[cfg(feature = "fault-injection")]
+        crate::fault::inject(&delivery.message.topic, crate::fault::PANIC_IN_WRITER);
         let publish = outbound.send(delivery);
         self.write(&Packet::Publish(publish))
     }

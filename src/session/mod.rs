@@ -218,6 +218,8 @@ impl Session {
 
     /// Routes an incoming PUBLISH and answers it according to its QoS ([MQTT-3.3.4-1]).
     fn handle_publish(&mut self, publish: Publish, broker: &Broker, out: &mut Vec<ToWriter>) {
+        #[cfg(feature = "fault-injection")]
+        crate::fault::inject(&publish.topic, crate::fault::PANIC_IN_READER);
         let message = Message {
             topic: publish.topic,
             payload: publish.payload,

@@ -1,0 +1,63 @@
+//! A panic in one client's thread (a bug) must not take the broker down, leave a lock held
+//! or a session half registered ([MQTT-4.8.0-2]). The `fault-injection` feature, on for
+//! the tests only, makes a thread panic on purpose when it handles a message on a special
+//! topic (see `src/fault.rs`).
+
+mod common;
+
+use common::*;
+use mqttd::fault::{PANIC_IN_READER, PANIC_IN_WRITER};
+
+#[test]
+fn a_panic_in_a_reader_thread_closes_only_that_connection_and_cleans_up() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut watcher = Raw::connected(addr, "watcher");
+    watcher.subscribe_to("will/victim", 1);
+    let mut victim = Raw::tcp(addr);
+    victim.send(&connect_with_will(
+        "victim",
+        0,
+        "will/victim",
+        b"crashed",
+        1,
+        false,
+    ));
+    assert_eq!(victim.recv(), CONNACK_ACCEPTED);
+    victim.subscribe_to("victim/#", 1);
+    assert_eq!(broker.broker().subscription_count(), 2);
+
+    victim.send(&publish(PANIC_IN_READER, b"boom", 0, false, 0));
+    assert_eq!(victim.closed(), []);
+
+    // The connection ended like any abnormal end: Will published, subscriptions gone.
+    let will = watcher.recv_publish();
+    assert_eq!(will.payload, b"crashed");
+    watcher.send(&puback(will.id.unwrap()));
+    assert_eq!(broker.broker().subscription_count(), 1);
+    // Nothing was left locked or registered: others are served, and the same Client
+    // Identifier connects again at once, as a new session.
+    assert_still_serving(addr);
+    let (_again, present) = Raw::session(addr, "victim", true);
+    assert!(!present);
+}
+
+#[test]
+fn a_panic_in_a_writer_thread_closes_only_that_connection_and_keeps_its_session() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let (mut fragile, _) = Raw::session(addr, "fragile", false);
+    fragile.subscribe_to(PANIC_IN_WRITER, 1);
+    let mut sturdy = Raw::connected(addr, "sturdy");
+    sturdy.subscribe_to("news", 0);
+    let mut publisher = Raw::connected(addr, "publisher");
+    publisher.send(&publish(PANIC_IN_WRITER, b"boom", 1, false, 1));
+    assert_eq!(publisher.recv(), puback(1), "the publisher is not affected");
+    assert_eq!(fragile.closed(), []);
+    publisher.send(&publish("news", b"still here", 0, false, 0));
+    assert_eq!(sturdy.recv_publish().payload, b"still here");
+    assert_still_serving(addr);
+    // The Clean Session 0 session was handed back and stored, not lost.
+    let (_back, present) = Raw::session(addr, "fragile", false);
+    assert!(present);
+}
