@@ -1,0 +1,222 @@
+//! Properties of the codec over many generated inputs (proptest):
+//! - every packet mqttd can represent survives encode → decode unchanged;
+//! - arbitrary bytes never make the decoder panic, and the frame reader never takes more
+//!   bytes off the stream than the packet it reports.
+
+use std::sync::Arc;
+
+use mqttd::codec::subscribe::SubscribeRequest;
+use mqttd::codec::{
+    read_frame, Connack, Connect, ConnectReturnCode, Packet, ProtocolVersion, Publish, QoS, Suback,
+    Subscribe, SubscribeReturnCode, Unsubscribe, Will,
+};
+use proptest::prelude::*;
+
+fn qos() -> impl Strategy<Value = QoS> {
+    prop_oneof![
+        Just(QoS::AtMostOnce),
+        Just(QoS::AtLeastOnce),
+        Just(QoS::ExactlyOnce)
+    ]
+}
+
+fn packet_id() -> impl Strategy<Value = u16> {
+    1..=u16::MAX
+}
+
+/// A valid topic name: 1 to 4 levels of printable text without wildcards (levels may be
+/// empty, and '$' may start it).
+fn topic_name() -> impl Strategy<Value = String> {
+    prop::collection::vec("[a-zA-Z0-9 $_.é-]{0,8}", 1..5)
+        .prop_map(|levels| levels.join("/"))
+        .prop_filter("non-empty", |t| !t.is_empty())
+}
+
+/// A valid topic filter: levels that are text, '+', or a final '#'.
+fn topic_filter() -> impl Strategy<Value = String> {
+    let level = prop_oneof![3 => "[a-z0-9]{0,6}", 1 => Just("+".to_owned())];
+    (prop::collection::vec(level, 1..5), any::<bool>()).prop_map(|(mut levels, hash)| {
+        if hash {
+            levels.push("#".into());
+        }
+        let filter = levels.join("/");
+        if filter.is_empty() {
+            "#".into()
+        } else {
+            filter
+        }
+    })
+}
+
+fn utf8() -> impl Strategy<Value = String> {
+    "[^\u{0}]{0,20}"
+}
+
+fn binary() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..40)
+}
+
+fn connect() -> impl Strategy<Value = Packet> {
+    let will = prop::option::of((topic_name(), binary(), qos(), any::<bool>()).prop_map(
+        |(topic, message, qos, retain)| Will {
+            topic,
+            message,
+            qos,
+            retain,
+        },
+    ));
+    let credentials = prop::option::of((utf8(), prop::option::of(binary())));
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<u16>(),
+        utf8(),
+        will,
+        credentials,
+    )
+        .prop_map(
+            |(v311, clean_session, keep_alive, client_id, will, credentials)| {
+                let (username, password) = match credentials {
+                    Some((user, password)) => (Some(user), password),
+                    None => (None, None),
+                };
+                Packet::Connect(Connect {
+                    protocol: if v311 {
+                        ProtocolVersion::V3_1_1
+                    } else {
+                        ProtocolVersion::V3_1
+                    },
+                    clean_session,
+                    keep_alive,
+                    client_id,
+                    will,
+                    username,
+                    password,
+                })
+            },
+        )
+}
+
+fn publish() -> impl Strategy<Value = Packet> {
+    (
+        qos(),
+        any::<bool>(),
+        any::<bool>(),
+        topic_name(),
+        packet_id(),
+        binary(),
+    )
+        .prop_map(|(qos, dup, retain, topic, id, payload)| {
+            let (dup, packet_id) = match qos {
+                QoS::AtMostOnce => (false, None),
+                _ => (dup, Some(id)),
+            };
+            Packet::Publish(Publish {
+                dup,
+                qos,
+                retain,
+                topic: Arc::from(topic.as_str()),
+                packet_id,
+                payload: Arc::from(payload),
+            })
+        })
+}
+
+fn any_packet() -> impl Strategy<Value = Packet> {
+    let code = prop_oneof![
+        qos().prop_map(SubscribeReturnCode::Granted),
+        Just(SubscribeReturnCode::Failure)
+    ];
+    let connack_code = prop_oneof![
+        Just(ConnectReturnCode::Accepted),
+        Just(ConnectReturnCode::UnacceptableProtocolVersion),
+        Just(ConnectReturnCode::IdentifierRejected),
+        Just(ConnectReturnCode::ServerUnavailable),
+        Just(ConnectReturnCode::BadUserNameOrPassword),
+        Just(ConnectReturnCode::NotAuthorized),
+    ];
+    prop_oneof![
+        connect(),
+        (any::<bool>(), connack_code).prop_map(|(session_present, code)| {
+            Packet::Connack(Connack {
+                session_present,
+                code,
+            })
+        }),
+        publish(),
+        packet_id().prop_map(Packet::Puback),
+        packet_id().prop_map(Packet::Pubrec),
+        packet_id().prop_map(Packet::Pubrel),
+        packet_id().prop_map(Packet::Pubcomp),
+        (
+            packet_id(),
+            prop::collection::vec((topic_filter(), qos()), 1..5)
+        )
+            .prop_map(|(packet_id, pairs)| {
+                let requests = pairs
+                    .into_iter()
+                    .map(|(filter, qos)| SubscribeRequest { filter, qos })
+                    .collect();
+                Packet::Subscribe(Subscribe {
+                    packet_id,
+                    requests,
+                })
+            }),
+        (packet_id(), prop::collection::vec(code, 0..5)).prop_map(|(packet_id, return_codes)| {
+            Packet::Suback(Suback {
+                packet_id,
+                return_codes,
+            })
+        }),
+        (packet_id(), prop::collection::vec(topic_filter(), 1..5)).prop_map(
+            |(packet_id, filters)| Packet::Unsubscribe(Unsubscribe { packet_id, filters })
+        ),
+        packet_id().prop_map(Packet::Unsuback),
+        Just(Packet::Pingreq),
+        Just(Packet::Pingresp),
+        Just(Packet::Disconnect),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn every_packet_survives_encode_then_decode(packet in any_packet()) {
+        let bytes = packet.to_bytes();
+        let mut stream: &[u8] = &bytes;
+        let frame = read_frame(&mut stream, usize::MAX).unwrap();
+        prop_assert!(stream.is_empty(), "the encoding is exactly one frame");
+        prop_assert_eq!(frame.decode().unwrap(), packet);
+    }
+
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(byte1 in any::<u8>(), body in binary()) {
+        let _ = Packet::decode(byte1, &body);
+    }
+
+    #[test]
+    fn the_frame_reader_takes_exactly_one_packet_off_the_stream(
+        data in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let mut stream: &[u8] = &data;
+        if let Ok(frame) = read_frame(&mut stream, 1 << 20) {
+            let mut header = vec![frame.byte1];
+            mqttd::codec::primitives::put_remaining_length(&mut header, frame.body.len());
+            let consumed = data.len() - stream.len();
+            // Consumed: byte 1, the length (maybe in a longer, non-minimal form), the body.
+            prop_assert!(consumed >= header.len() + frame.body.len());
+            prop_assert!(consumed <= 5 + frame.body.len());
+            prop_assert_eq!(&data[consumed - frame.body.len()..consumed], &frame.body[..]);
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_a_valid_packet_is_refused_cleanly(packet in any_packet()) {
+        let bytes = packet.to_bytes();
+        for cut in 0..bytes.len() {
+            let mut stream: &[u8] = &bytes[..cut];
+            prop_assert!(read_frame(&mut stream, usize::MAX).is_err());
+        }
+    }
+}
