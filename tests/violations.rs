@@ -178,3 +178,149 @@ fn a_huge_declared_length_with_no_body_costs_nothing_and_harms_nobody() {
     assert_still_serving(addr);
     drop(raw);
 }
+
+// ---------------------------------------------------------------------------------------
+// CONNECT that breaks a rule: closed without a CONNACK ([MQTT-3.1.4-1]), or refused with a
+// return code where the standard gives one; either way nobody else notices.
+// ---------------------------------------------------------------------------------------
+
+/// Sends `bytes` as the first thing on a new connection and returns what the broker sent
+/// before closing; then checks that other clients are still served.
+fn first_packet_answer(bytes: &[u8]) -> Vec<u8> {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut raw = Raw::tcp(addr);
+    raw.send(bytes);
+    let answer = raw.closed();
+    assert_still_serving(addr);
+    answer
+}
+
+/// A CONNECT body: name "MQTT", level 4, `flags`, Keep Alive 60, then `payload`.
+fn connect_body(flags: u8, payload: &[&[u8]]) -> Vec<u8> {
+    let mut body = string(b"MQTT");
+    body.extend([4, flags, 0, 60]);
+    for field in payload {
+        body.extend(string(field));
+    }
+    packet(0x10, &body)
+}
+
+#[test]
+fn a_client_id_with_invalid_utf8_is_closed_without_connack_mqtt_1_5_3_1() {
+    assert_eq!(first_packet_answer(&connect_body(0x02, &[&[b'a', 0xFF]])), []);
+}
+
+#[test]
+fn a_client_id_with_a_null_character_is_closed_without_connack_mqtt_1_5_3_2() {
+    assert_eq!(first_packet_answer(&connect_body(0x02, &[b"a\0b"])), []);
+}
+
+#[test]
+fn will_qos_without_will_flag_is_closed_without_connack_mqtt_3_1_2_13() {
+    assert_eq!(first_packet_answer(&connect_body(0x02 | 0x08, &[b"x"])), []);
+}
+
+#[test]
+fn will_retain_without_will_flag_is_closed_without_connack_mqtt_3_1_2_15() {
+    assert_eq!(first_packet_answer(&connect_body(0x02 | 0x20, &[b"x"])), []);
+}
+
+#[test]
+fn will_qos_3_is_closed_without_connack_mqtt_3_1_2_14() {
+    let bytes = connect_body(0x02 | 0x04 | 0x18, &[b"x", b"will/t", b"m"]);
+    assert_eq!(first_packet_answer(&bytes), []);
+}
+
+#[test]
+fn a_will_topic_with_a_wildcard_is_closed_without_connack() {
+    let bytes = connect_body(0x02 | 0x04, &[b"x", b"will/#", b"m"]);
+    assert_eq!(first_packet_answer(&bytes), []);
+}
+
+#[test]
+fn a_user_name_flag_without_a_user_name_is_closed_without_connack_mqtt_3_1_2_19() {
+    assert_eq!(first_packet_answer(&connect_body(0x02 | 0x80, &[b"x"])), []);
+}
+
+#[test]
+fn a_user_name_without_its_flag_is_closed_without_connack_mqtt_3_1_2_18() {
+    assert_eq!(first_packet_answer(&connect_body(0x02, &[b"x", b"user"])), []);
+}
+
+#[test]
+fn a_connect_with_flags_in_its_fixed_header_is_closed_without_connack_mqtt_2_2_2_2() {
+    let mut bytes = connect_body(0x02, &[b"x"]);
+    bytes[0] = 0x11;
+    assert_eq!(first_packet_answer(&bytes), []);
+}
+
+#[test]
+fn nothing_sent_after_a_refused_connect_is_processed_mqtt_3_1_4_5() {
+    // An MQTT 5 CONNECT followed at once by a SUBSCRIBE and a PINGREQ in the same write:
+    // the broker answers the CONNECT with 0x01 and reads no further.
+    let mut bytes = string(b"MQTT");
+    bytes.extend([5, 0x02, 0, 60, 0]);
+    bytes.extend(string(b"v5"));
+    let mut all = packet(0x10, &bytes);
+    all.extend(subscribe(1, &[("a", 0)]));
+    all.extend(PINGREQ);
+    assert_eq!(first_packet_answer(&all), [0x20, 0x02, 0x00, 0x01]);
+}
+
+#[test]
+fn an_empty_client_id_with_clean_session_0_is_refused_with_0x02_mqtt_3_1_3_8() {
+    assert_eq!(
+        first_packet_answer(&connect_body(0x00, &[b""])),
+        [0x20, 0x02, 0x00, 0x02]
+    );
+}
+
+#[test]
+fn a_packet_over_the_size_limit_closes_before_its_body_is_read() {
+    let broker = start_broker_with(mqttd::Config {
+        max_packet_size: 100,
+        ..mqttd::Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut raw = Raw::connected(addr, "big");
+    raw.send(&publish("t", &[0u8; 90], 0, false, 0)); // fits: body is 93 bytes
+    raw.send(&PINGREQ);
+    assert_eq!(raw.recv(), PINGRESP);
+    // Only the fixed header of this one is sent: the broker must not wait for the body.
+    raw.send(&publish("t", &[0u8; 200], 0, false, 0)[..3]);
+    assert_eq!(raw.closed(), []);
+    assert_still_serving(addr);
+}
+
+#[test]
+fn connections_over_the_limit_are_closed_at_once_and_the_rest_carry_on() {
+    let broker = start_broker_with(mqttd::Config {
+        max_connections: 3,
+        ..mqttd::Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut a = Raw::connected(addr, "a");
+    let b = Raw::connected(addr, "b");
+    let _c = Raw::connected(addr, "c");
+    let mut extra = Raw::tcp(addr);
+    extra.send(&connect("extra", 0));
+    assert_eq!(extra.closed(), [], "refused without a word");
+    a.send(&PINGREQ);
+    assert_eq!(a.recv(), PINGRESP, "the others are unaffected");
+    // A slot frees up when a client leaves.
+    let mut b = b;
+    b.send(&DISCONNECT);
+    b.closed();
+    wait_until(|| broker.broker().connection_count() < 3);
+    Raw::connected(addr, "late");
+}
+
+/// Polls `condition` every few milliseconds until it holds, failing after [`PATIENCE`].
+fn wait_until(condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "condition never held");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
