@@ -195,3 +195,20 @@ fn stopping_the_broker_closes_every_connection() {
     assert_eq!(a.closed(), []);
     assert_eq!(b.closed(), []);
 }
+
+#[test]
+fn answers_queued_before_a_disconnect_are_still_sent() {
+    // CONNECT, QoS 1 PUBLISH, PINGREQ and DISCONNECT in one write: every answer goes out
+    // before the broker closes the connection.
+    let broker = start_broker();
+    let mut raw = Raw::tcp(broker.local_addr());
+    let mut all = connect("hasty", 0);
+    all.extend(publish("hasty/t", b"x", 1, false, 7));
+    all.extend(PINGREQ);
+    all.extend(DISCONNECT);
+    raw.send(&all);
+    let mut expected = CONNACK_ACCEPTED.to_vec();
+    expected.extend(puback(7));
+    expected.extend(PINGRESP);
+    assert_eq!(raw.closed(), expected);
+}

@@ -60,7 +60,8 @@ pub struct Subscriber {
 /// Counters that anyone may read; each is written with a single atomic add.
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// PUBLISH packets received from clients.
+    /// Messages routed: every PUBLISH accepted from a client (a re-sent QoS 2 PUBLISH is
+    /// not routed twice, so it is not counted twice) and every Will published.
     pub publishes_received: AtomicU64,
     /// Messages dropped because a subscriber's queue was full.
     pub messages_dropped: AtomicU64,

@@ -18,6 +18,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::MutexGuard;
+
 use crate::connection::Socket;
 use crate::session::StoredSession;
 
@@ -73,8 +75,12 @@ impl Broker {
                     if !*taken_over {
                         *taken_over = true;
                         took_over = true;
-                        // [MQTT-3.1.4-2] close the existing connection with this identifier.
-                        old_socket.shutdown();
+                        let old_socket = old_socket.clone();
+                        // [MQTT-3.1.4-2] close the existing connection with this identifier,
+                        // with the lock released (no lock is held across I/O), then look at
+                        // the slot again: it may have changed meanwhile.
+                        MutexGuard::unlocked(&mut sessions, || old_socket.shutdown());
+                        continue;
                     }
                     // Sleeps without the lock until the old connection's teardown stores
                     // the session and notifies.

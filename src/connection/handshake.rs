@@ -30,7 +30,9 @@ use crate::codec::{
 use super::close::{is_timeout, CloseReason};
 use super::reader::Reader;
 use super::writer::Writer;
-use super::{log_received, log_sent, panic_message, trace_frame, Socket, THREAD_STACK_SIZE};
+use super::{
+    log_received, log_sent, panic_message, trace_bytes, trace_frame, Socket, THREAD_STACK_SIZE,
+};
 use crate::session::{Opened, Session};
 
 /// How many replies the reader may queue for its writer before it waits. The reader
@@ -100,25 +102,28 @@ fn accept(
     }
     let protocol = connect.protocol;
     let keep_alive = connect.keep_alive;
+    let clean_session = connect.clean_session;
     // [MQTT-3.1.4-3] the Clean Session processing of §3.1.2.4.
-    let opened = Session::open(
+    let mut opened = Session::open(
         broker,
         Arc::clone(&client_id),
-        connect.clean_session,
+        clean_session,
         connect.will,
         claim.previous,
     );
+    // MQTT 3.1 has no Session Present flag: its CONNACK byte stays 0 even on resumption.
+    opened.session_present &= protocol == ProtocolVersion::V3_1_1;
+    let session_present = opened.session_present;
+    start_session_threads(input, socket, connection, keep_alive, opened, broker)?;
     log::info!(
         "client {client_id:?} connected from {peer} ({}/{}, clean_session={}, keep_alive={}, session_present={})",
         protocol.name(),
         protocol.level(),
-        u8::from(connect.clean_session),
+        u8::from(clean_session),
         keep_alive,
-        u8::from(opened.session_present),
+        u8::from(session_present),
     );
-    start_session_threads(
-        input, socket, connection, protocol, keep_alive, opened, broker,
-    )
+    Ok(())
 }
 
 /// Reads the first packet, which must be a CONNECT, within the configured time.
@@ -185,7 +190,7 @@ fn assign_client_id(connect: &Connect, broker: &Broker) -> Result<Arc<str>, Refu
     if connect.protocol == ProtocolVersion::V3_1 {
         return Err(refuse(
             "MQTT 3.1 §3.1",
-            "MQTT 3.1 requires a Client Identifier of 1 to 23 characters",
+            "MQTT 3.1 has no empty Client Identifier",
         ));
     }
     if !connect.clean_session {
@@ -218,7 +223,9 @@ fn refuse(socket: &Socket, peer: &str, refusal: Refusal) {
                 code,
             });
             log_sent(peer, &connack);
-            let _ = socket.clone().write_all(&connack.to_bytes());
+            let bytes = connack.to_bytes();
+            trace_bytes(peer, "->", &bytes);
+            let _ = socket.clone().write_all(&bytes);
             // [MQTT-3.2.2-5] close after a non-zero return code; [MQTT-3.1.4-5] nothing
             // the client sent after its CONNECT is processed.
             log::warn!(
@@ -235,7 +242,6 @@ fn start_session_threads(
     input: BufReader<Socket>,
     socket: &Socket,
     connection: ConnectionId,
-    protocol: ProtocolVersion,
     keep_alive: u16,
     opened: Opened,
     broker: &Arc<Broker>,
@@ -247,10 +253,10 @@ fn start_session_threads(
     } = opened;
     let client_id = Arc::clone(&session.client_id);
     let (control_tx, control_rx) = crossbeam_channel::bounded(CONTROL_QUEUE);
-    // [MQTT-3.2.2-2] [MQTT-3.2.2-3] Session Present says whether a session was resumed;
-    // MQTT 3.1 has no such flag, so the byte stays 0. [MQTT-3.1.4-4] the code is 0x00.
+    // [MQTT-3.2.2-2] [MQTT-3.2.2-3] Session Present says whether a session was resumed.
+    // [MQTT-3.1.4-4] the code is 0x00.
     let connack = Packet::Connack(Connack {
-        session_present: session_present && protocol == ProtocolVersion::V3_1_1,
+        session_present,
         code: ConnectReturnCode::Accepted,
     });
     // The reader thread starts first and waits for its state, so that if a thread cannot
@@ -277,7 +283,13 @@ fn start_session_threads(
         control_rx,
         Arc::clone(session.outbox()),
     );
+    let (finished, writer_finished) = crossbeam_channel::bounded::<()>(0);
+    // From here on the session counts as connected: a QoS 0 message routed before the
+    // writer thread runs must be queued, not skipped as if the client were away.
+    session.outbox().set_connected(true);
     let writer = match spawn_named(format!("tx:{client_id}"), move || {
+        // Dropped when this thread ends, whatever way: that is the reader's signal.
+        let _finished = finished;
         writer.run(connack, writer_side)
     }) {
         Ok(handle) => handle,
@@ -297,6 +309,7 @@ fn start_session_threads(
         session,
         control: control_tx,
         writer,
+        writer_finished,
         broker: Arc::clone(broker),
     };
     // Cannot fail: the reader thread is alive and waiting for exactly this.

@@ -5,14 +5,18 @@ use std::io::BufReader;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::broker::{Broker, ConnectionId};
 use crate::codec::read_frame;
 use crate::session::{Session, ToWriter, WriterSide};
 
 use super::{log_received, panic_message, trace_frame, CloseReason, Socket};
+
+/// How long a closing connection waits for its writer to send what is already queued.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Everything the reader thread owns.
 pub(super) struct Reader {
@@ -28,6 +32,8 @@ pub(super) struct Reader {
     pub control: Sender<ToWriter>,
     /// The writer thread; joining it gives its side of the session back.
     pub writer: JoinHandle<WriterSide>,
+    /// Disconnected when the writer thread ends (nothing is ever sent on it).
+    pub writer_finished: Receiver<()>,
     pub broker: Arc<Broker>,
 }
 
@@ -82,13 +88,18 @@ impl Reader {
             mut session,
             control,
             writer,
+            writer_finished,
             broker,
             ..
         } = self;
-        // Nothing more is read or written on this connection. The writer exits when its
-        // control channel is disconnected and hands back the messages in flight.
-        socket.shutdown();
+        // Let the writer finish first: it sends what is still queued (the PUBACK for a
+        // PUBLISH that came just before DISCONNECT, say), flushes, and exits once the
+        // control channel is disconnected, handing back the messages in flight. A client
+        // that does not read could keep it waiting for ever, so after FLUSH_TIMEOUT the
+        // socket is shut down anyway, which makes any blocked write fail.
         drop(control);
+        let _ = writer_finished.recv_timeout(FLUSH_TIMEOUT);
+        socket.shutdown();
         let writer_side = match writer.join() {
             Ok(side) => Some(side),
             Err(_) => {

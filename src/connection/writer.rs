@@ -12,7 +12,7 @@ use std::io::{self, BufWriter, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crossbeam_channel::{select, Receiver};
+use crossbeam_channel::{select, Receiver, TryRecvError};
 
 use crate::broker::{Delivery, Outbox};
 use crate::codec::{Packet, QoS};
@@ -62,7 +62,6 @@ impl Writer {
             deliveries,
             mut outbound,
         } = side;
-        self.outbox.set_connected(true);
         // A panic here is a bug in mqttd; it ends this connection like a failed write and
         // harms nobody else ([MQTT-4.8.0-2]). Nothing in `serve` holds a lock across code
         // that can panic, and parking_lot locks are released during unwinding anyway.
@@ -140,8 +139,11 @@ impl Writer {
 
     /// The next thing to do that is already waiting, without blocking.
     fn next_ready(&self, deliveries: &Receiver<Delivery>, outbound: &mut Outbound) -> Option<Work> {
-        if let Ok(request) = self.control.try_recv() {
-            return Some(Work::Control(request));
+        match self.control.try_recv() {
+            Ok(request) => return Some(Work::Control(request)),
+            // The reader has finished: stop taking new deliveries and let `serve` end.
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
         }
         if let Some(deferred) = outbound.next_deferred() {
             return Some(Work::Delivery(deferred));
