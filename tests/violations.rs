@@ -208,7 +208,10 @@ fn connect_body(flags: u8, payload: &[&[u8]]) -> Vec<u8> {
 
 #[test]
 fn a_client_id_with_invalid_utf8_is_closed_without_connack_mqtt_1_5_3_1() {
-    assert_eq!(first_packet_answer(&connect_body(0x02, &[&[b'a', 0xFF]])), []);
+    assert_eq!(
+        first_packet_answer(&connect_body(0x02, &[&[b'a', 0xFF]])),
+        []
+    );
 }
 
 #[test]
@@ -245,7 +248,10 @@ fn a_user_name_flag_without_a_user_name_is_closed_without_connack_mqtt_3_1_2_19(
 
 #[test]
 fn a_user_name_without_its_flag_is_closed_without_connack_mqtt_3_1_2_18() {
-    assert_eq!(first_packet_answer(&connect_body(0x02, &[b"x", b"user"])), []);
+    assert_eq!(
+        first_packet_answer(&connect_body(0x02, &[b"x", b"user"])),
+        []
+    );
 }
 
 #[test]
@@ -323,4 +329,9 @@ fn wait_until(condition: impl Fn() -> bool) {
         assert!(std::time::Instant::now() < deadline, "condition never held");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+#[test]
+fn unsubscribe_with_an_invalid_filter_closes_mqtt_4_7_1_3() {
+    closes_without_reply("bad-unsub-filter", &unsubscribe(1, &["a+b"]));
 }

@@ -146,7 +146,7 @@ impl Outbox {
         // Warn once at the start of a run of drops; the writer reports the total.
         if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
             log::warn!(
-                "client {:?}: queue full ({} messages, QoS 0 from {}), dropping messages for it",
+                "client {:?}: its queue is full ({} messages, or {} for QoS 0): dropping messages for it",
                 self.client_id,
                 self.sender.capacity().unwrap_or(0),
                 self.qos0_limit()

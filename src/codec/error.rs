@@ -5,8 +5,10 @@
 //! no numbered sentence for the case, the section that defines the format. The connection
 //! logs that name when it closes, so a log line always answers "which rule did I break?".
 //!
-//! Deciding what to *do* about an error (close, or refuse with a CONNACK code) is not this
-//! module's job: see `connection::handshake::reaction_to`, the one place that decides.
+//! Deciding what to *do* about an error is not this module's job. For a CONNECT,
+//! `connection::handshake::reaction_to` decides between a refusing CONNACK and a silent
+//! close; after the handshake every decode error closes the connection
+//! (`connection::reader`, via `CloseReason::Malformed`).
 
 use std::fmt;
 

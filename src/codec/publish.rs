@@ -40,18 +40,6 @@ pub struct Publish {
 }
 
 impl Publish {
-    /// A QoS 0 PUBLISH with no flags set: the shape of every message mqttd forwards today.
-    pub fn qos0(topic: Arc<str>, payload: Arc<[u8]>) -> Publish {
-        Publish {
-            dup: false,
-            qos: QoS::AtMostOnce,
-            retain: false,
-            topic,
-            packet_id: None,
-            payload,
-        }
-    }
-
     pub fn decode(flags: u8, r: &mut Reader<'_>) -> Result<Publish, DecodeError> {
         let dup = flags & flag::DUP != 0;
         // [MQTT-3.3.1-4] both QoS bits set is malformed.

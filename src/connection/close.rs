@@ -105,7 +105,8 @@ impl fmt::Display for CloseReason {
                 limit,
             } => write!(
                 f,
-                "packet of {remaining_length} bytes exceeds the limit of {limit} bytes"
+                "Remaining Length {remaining_length} exceeds the limit of {limit} bytes \
+                 (--max-packet-size); the body was not read"
             ),
             CloseReason::Violation { rule, what } => {
                 write!(f, "protocol violation {rule}: {what}")

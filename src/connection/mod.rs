@@ -115,7 +115,9 @@ fn trace_bytes(who: &str, arrow: &str, bytes: &[u8]) {
     }
 }
 
-/// The trace-level hex dump of a received frame, fixed header included.
+/// The trace-level hex dump of a received frame, fixed header included. The Remaining
+/// Length is shown re-encoded in its shortest form: a client may have sent a longer form
+/// (`80 00` for 0, which §2.2.3 does not forbid), and the frame no longer holds it.
 fn trace_frame(who: &str, frame: &Frame) {
     if log::log_enabled!(log::Level::Trace) {
         let mut bytes = vec![frame.byte1];

@@ -11,6 +11,7 @@
 use std::io::{self, BufWriter, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, TryRecvError};
 
@@ -36,7 +37,19 @@ pub(super) struct Writer {
     outbox: Arc<Outbox>,
     /// Reused for every packet, so encoding does not allocate once it has grown.
     scratch: Vec<u8>,
+    /// When dropped messages were last reported.
+    last_drop_report: Instant,
 }
+
+/// Whether to report drops now, or only if the last report is old enough.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Report {
+    Now,
+    WhenDue,
+}
+
+/// The shortest time between two "messages were dropped" lines for one client.
+const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Writer {
     pub fn new(
@@ -52,6 +65,7 @@ impl Writer {
             control,
             outbox,
             scratch: Vec::new(),
+            last_drop_report: Instant::now(),
         }
     }
 
@@ -77,6 +91,7 @@ impl Writer {
             Err(io::Error::other("writer thread panicked"))
         });
         self.outbox.set_connected(false);
+        self.report_drops(Report::Now);
         if let Err(error) = served {
             log::debug!("client {:?}: write failed: {error}", self.client_id);
             // Wake the reader up so it tears down, and keep track of what it still sends.
@@ -109,7 +124,7 @@ impl Writer {
                 self.handle(next, outbound)?;
             }
             self.output.flush()?;
-            self.report_drops();
+            self.report_drops(Report::WhenDue);
         }
         // The reader has finished: send what is buffered, if the socket still works.
         self.output.flush()
@@ -189,7 +204,15 @@ impl Writer {
         self.output.write_all(&self.scratch)
     }
 
-    fn report_drops(&self) {
+    /// Logs how many messages were dropped for this client, at most once per
+    /// [`DROP_REPORT_INTERVAL`], so that a stalled client costs a few log lines, not
+    /// thousands. Taking the count also re-arms the warning in `Outbox::offer`.
+    fn report_drops(&mut self, now_or_later: Report) {
+        if now_or_later == Report::WhenDue && self.last_drop_report.elapsed() < DROP_REPORT_INTERVAL
+        {
+            return;
+        }
+        self.last_drop_report = Instant::now();
         let dropped = self.outbox.take_dropped();
         if dropped > 0 {
             log::info!(

@@ -192,6 +192,16 @@ mod tests {
     }
 
     #[test]
+    fn topics_longer_than_65535_bytes_are_refused_mqtt_4_7_3_3() {
+        let longest = "a".repeat(65_535);
+        assert_eq!(validate_topic_name(&longest), Ok(()));
+        assert_eq!(validate_topic_filter(&longest), Ok(()));
+        let too_long = "a".repeat(65_536);
+        assert_eq!(validate_topic_name(&too_long), Err(TopicError::TooLong));
+        assert_eq!(validate_topic_filter(&too_long), Err(TopicError::TooLong));
+    }
+
+    #[test]
     fn counts_levels_including_empty_ones() {
         assert_eq!(level_count("a"), 1);
         assert_eq!(level_count("a//b"), 3);
