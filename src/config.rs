@@ -35,7 +35,7 @@ pub struct Config {
     pub max_queued_messages: usize,
     /// How many QoS 1 and 2 messages may be sent to one client and not yet acknowledged.
     /// Further messages wait in the queue until acknowledgements arrive. Default 20, like
-    /// Mosquitto's `max_inflight_messages`.
+    /// Mosquitto's `max_inflight_messages`. At most 65 535, the number of Packet Identifiers.
     pub max_inflight_messages: usize,
 }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
+use mqttd::session::outbound::MAX_IN_FLIGHT;
 use mqttd::{Config, Server};
 
 const USAGE: &str = "\
@@ -51,7 +52,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--connect-timeout" => {
                 config.connect_timeout = Duration::from_secs(positive(&arg, value()?)?)
             }
-            "--max-inflight" => config.max_inflight_messages = positive(&arg, value()?)?,
+            "--max-inflight" => {
+                config.max_inflight_messages = positive(&arg, value()?)?;
+                if config.max_inflight_messages > MAX_IN_FLIGHT {
+                    return Err(format!("{arg} is at most {MAX_IN_FLIGHT}"));
+                }
+            }
             "--max-queued" => config.max_queued_messages = positive(&arg, value()?)?,
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -178,6 +184,7 @@ mod tests {
         assert!(parse(&["--port", "x"]).is_err());
         assert!(parse(&["--bind"]).is_err());
         assert!(parse(&["--max-queued", "0"]).is_err());
+        assert!(parse(&["--max-inflight", "65536"]).is_err());
         assert!(parse(&["--frobnicate"]).is_err());
     }
 }

@@ -207,3 +207,46 @@ fn a_burst_of_10000_qos1_messages_keeps_its_order_mqtt_4_6_0_6() {
     receiver.join().unwrap();
     assert_eq!(broker.broker().stats().messages_dropped, 0);
 }
+
+#[test]
+fn acknowledgements_keep_the_order_of_the_packets_they_answer_mqtt_4_6_0_2_mqtt_4_6_0_3() {
+    let broker = start_broker();
+    let mut publisher = Raw::connected(broker.local_addr(), "ordered-pub");
+    let mut burst = Vec::new();
+    for id in [5u16, 3, 9] {
+        burst.extend(publish("order/1", b"q1", 1, false, id));
+    }
+    for id in [7u16, 2] {
+        burst.extend(publish("order/2", b"q2", 2, false, id));
+    }
+    publisher.send(&burst);
+    for id in [5u16, 3, 9] {
+        assert_eq!(publisher.recv(), puback(id), "[MQTT-4.6.0-2]");
+    }
+    for id in [7u16, 2] {
+        assert_eq!(publisher.recv(), pubrec(id), "[MQTT-4.6.0-3]");
+    }
+}
+
+#[test]
+fn pubrels_follow_the_order_of_the_pubrecs_mqtt_4_6_0_4() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::connected(addr, "rel-sub");
+    sub.subscribe_to("rel", 2);
+    let mut publisher = Raw::connected(addr, "rel-pub");
+    for id in 1..=3u16 {
+        publisher.send(&publish("rel", &[id as u8], 2, false, id));
+        assert_eq!(publisher.recv(), pubrec(id));
+    }
+    let ids: Vec<u16> = (0..3).map(|_| sub.recv_publish().id.unwrap()).collect();
+    // The client answers in a different order: the broker's PUBRELs follow it.
+    let mut pubrecs = Vec::new();
+    for id in [ids[2], ids[0], ids[1]] {
+        pubrecs.extend(pubrec(id));
+    }
+    sub.send(&pubrecs);
+    for id in [ids[2], ids[0], ids[1]] {
+        assert_eq!(sub.recv(), pubrel(id));
+    }
+}

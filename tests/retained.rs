@@ -154,3 +154,50 @@ fn retained_messages_outlive_the_sessions_that_sent_them_mqtt_3_1_2_7() {
     sub.subscribe_to("durable", 1);
     assert_eq!(sub.recv_publish().payload, b"d");
 }
+
+#[test]
+fn a_new_subscriber_never_ends_with_an_older_retained_value_than_it_saw_live() {
+    // Whatever the interleaving of SUBSCRIBE and PUBLISH, the last message the subscriber
+    // sees on a topic is the newest one: retained messages are looked up just before they
+    // are sent, so they are never older than a live message already sent.
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    retain(addr, "race", &0u32.to_be_bytes(), 0);
+    let mut publisher = Raw::connected(addr, "racer");
+    for round in 1..=50u32 {
+        let mut sub = Raw::connected(addr, "racing-sub");
+        sub.subscribe_to("race-end", 0);
+        // Subscribe and publish at (nearly) the same moment, from two clients.
+        sub.send(&subscribe(1, &[("race", 0)]));
+        let mut retained = publish("race", &round.to_be_bytes(), 0, false, 0);
+        retained[0] |= 0x01;
+        publisher.send(&retained);
+        publisher.send(&PINGREQ);
+        assert_eq!(publisher.recv(), PINGRESP);
+        // A marker after it (same publisher, so behind it in every queue), then a PINGREQ
+        // from the subscriber (behind its SUBACK and retained messages).
+        publisher.send(&publish("race-end", b"", 0, false, 0));
+        publisher.send(&PINGREQ);
+        assert_eq!(publisher.recv(), PINGRESP);
+        sub.send(&PINGREQ);
+        let (mut last, mut marker, mut pong) = (None, false, false);
+        while !(marker && pong) {
+            let packet = sub.recv();
+            match packet[0] >> 4 {
+                9 => {}            // SUBACK
+                13 => pong = true, // PINGRESP
+                _ => {
+                    let got = parse_publish(&packet);
+                    if got.topic == "race-end" {
+                        marker = true;
+                    } else {
+                        last = Some(got.payload);
+                    }
+                }
+            }
+        }
+        assert_eq!(last, Some(round.to_be_bytes().to_vec()), "round {round}");
+        sub.send(&DISCONNECT);
+        sub.closed();
+    }
+}

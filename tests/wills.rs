@@ -115,3 +115,17 @@ fn a_will_with_retain_becomes_the_retained_message_mqtt_3_1_2_17() {
     let got = late.recv_publish();
     assert_eq!((got.retain, &got.payload[..]), (true, &b"offline"[..]));
 }
+
+#[test]
+fn a_will_without_retain_is_not_kept_mqtt_3_1_2_16() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut watcher = watcher(addr);
+    drop(with_will(addr, "fleeting", 0));
+    expect_will(&mut watcher, "fleeting");
+    assert_eq!(broker.broker().retained_count(), 0);
+    let mut late = Raw::connected(addr, "late");
+    late.subscribe_to("will/#", 0);
+    late.send(&PINGREQ);
+    assert_eq!(late.recv(), PINGRESP, "no retained Will to send");
+}

@@ -282,6 +282,7 @@ fn start_session_threads(
         Arc::clone(&client_id),
         control_rx,
         Arc::clone(session.outbox()),
+        Arc::clone(broker),
     );
     let (finished, writer_finished) = crossbeam_channel::bounded::<()>(0);
     // From here on the session counts as connected: a QoS 0 message routed before the

@@ -39,7 +39,8 @@
 //! Shutdown rule: whoever decides the connection is over shuts the socket down. The reader
 //! then stops reading, drops the control sender and joins the writer, which hands back its
 //! side of the session. The reader logs why, publishes the Will unless the client said
-//! DISCONNECT, and stores the session (Clean Session 0) or ends it (Clean Session 1).
+//! DISCONNECT (or the broker is stopping: with nothing on disk, mqttd drops the Wills it
+//! could defer), and stores the session (Clean Session 0) or ends it (Clean Session 1).
 
 mod close;
 mod handshake;

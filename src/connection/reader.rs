@@ -79,8 +79,8 @@ impl Reader {
     }
 
     /// Ends the connection: stop the writer and take its side of the session back, log
-    /// why, publish the Will unless the client said DISCONNECT, then keep or end the
-    /// session and give the Client Identifier up.
+    /// why, publish the Will unless the client said DISCONNECT (or the broker is stopping),
+    /// then keep or end the session and give the Client Identifier up.
     pub(super) fn teardown(self, reason: CloseReason) {
         let Reader {
             socket,

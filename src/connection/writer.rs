@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, TryRecvError};
 
-use crate::broker::{Delivery, Outbox};
+use crate::broker::{Broker, Delivery, Outbox};
 use crate::codec::{Packet, QoS};
 use crate::session::{Outbound, ToWriter, WriterSide};
 
@@ -33,8 +33,10 @@ pub(super) struct Writer {
     socket: Socket,
     client_id: Arc<str>,
     control: Receiver<ToWriter>,
-    /// The session's queue: to mark it connected, and to report drops.
+    /// The session's queue: to mark it disconnected, and to report drops.
     outbox: Arc<Outbox>,
+    /// To look up retained messages.
+    broker: Arc<Broker>,
     /// Reused for every packet, so encoding does not allocate once it has grown.
     scratch: Vec<u8>,
     /// When dropped messages were last reported.
@@ -57,6 +59,7 @@ impl Writer {
         client_id: Arc<str>,
         control: Receiver<ToWriter>,
         outbox: Arc<Outbox>,
+        broker: Arc<Broker>,
     ) -> Writer {
         Writer {
             output: BufWriter::new(socket.clone()),
@@ -64,6 +67,7 @@ impl Writer {
             client_id,
             control,
             outbox,
+            broker,
             scratch: Vec::new(),
             last_drop_report: Instant::now(),
         }
@@ -176,17 +180,36 @@ impl Writer {
                 Some(answer) => self.write(&answer),
                 None => Ok(()),
             },
-            // A retained message: it waits its turn if the window is full.
-            Work::Control(ToWriter::Deliver(delivery)) => {
-                if delivery.qos == QoS::AtMostOnce || accepts_new(outbound) {
-                    self.send(delivery, outbound)
-                } else {
-                    outbound.defer(delivery);
-                    Ok(())
-                }
+            Work::Control(ToWriter::SendRetained { filter, granted }) => {
+                self.send_retained(&filter, granted, outbound)
             }
             Work::Delivery(delivery) => self.send(delivery, outbound),
         }
+    }
+
+    /// Sends the retained messages for a new subscription ([MQTT-3.3.1-6]) with RETAIN 1
+    /// ([MQTT-3.3.1-8]). They are looked up here, at the last moment: every live message
+    /// this writer has already sent was stored as retained *before* it was routed, so what
+    /// is found now is never older than it. Those the window has no room for wait their
+    /// turn, ahead of newer deliveries.
+    fn send_retained(
+        &mut self,
+        filter: &str,
+        granted: QoS,
+        outbound: &mut Outbound,
+    ) -> io::Result<()> {
+        let mut found = Vec::new();
+        self.broker.for_each_retained(filter, |message| {
+            found.push(Delivery::retained(message.clone(), granted));
+        });
+        for delivery in found {
+            if delivery.qos == QoS::AtMostOnce || accepts_new(outbound) {
+                self.send(delivery, outbound)?;
+            } else {
+                outbound.defer(delivery);
+            }
+        }
+        Ok(())
     }
 
     fn send(&mut self, delivery: Delivery, outbound: &mut Outbound) -> io::Result<()> {
@@ -231,10 +254,8 @@ impl Writer {
                 ToWriter::Ack(ack) => {
                     outbound.acknowledge(ack);
                 }
-                ToWriter::Deliver(delivery) if delivery.qos != QoS::AtMostOnce => {
-                    outbound.defer(delivery)
-                }
-                _ => {}
+                // Answers and retained messages are for a connection that is gone.
+                ToWriter::Send(_) | ToWriter::SendRetained { .. } => {}
             }
         }
     }

@@ -60,9 +60,11 @@ pub use outbound::{ClientAck, Outbound};
 pub enum ToWriter {
     /// Send this packet (an answer: CONNACK, PUBACK, SUBACK, PINGRESP, …).
     Send(Packet),
-    /// Deliver this message through the session's QoS machinery (retained messages for a
-    /// new subscription).
-    Deliver(Delivery),
+    /// Send the retained messages matching `filter`, at most at QoS `granted`, to a new
+    /// subscription ([MQTT-3.3.1-6]). The writer looks them up itself, just before sending:
+    /// a retained message read any earlier could be older than a live message on the same
+    /// topic that the writer sends first, and the client would end up with stale state.
+    SendRetained { filter: String, granted: QoS },
     /// The client acknowledged one of our messages.
     Ack(ClientAck),
 }
@@ -264,8 +266,9 @@ impl Session {
             if let SubscribeReturnCode::Granted(granted) = code {
                 // [MQTT-3.8.4-3] a repeated filter replaces the subscription, and its
                 // retained messages are sent again.
-                broker.for_each_retained(&request.filter, |message| {
-                    retained.push(Delivery::retained(message.clone(), granted));
+                retained.push(ToWriter::SendRetained {
+                    filter: request.filter.clone(),
+                    granted,
                 });
                 self.filters.insert(request.filter);
             }
@@ -276,7 +279,7 @@ impl Session {
             packet_id: subscribe.packet_id,
             return_codes,
         })));
-        out.extend(retained.into_iter().map(ToWriter::Deliver));
+        out.extend(retained);
     }
 
     /// [MQTT-3.10.4-6] each filter removed on its own, one UNSUBACK for all, sent even when
@@ -470,23 +473,22 @@ mod tests {
     }
 
     #[test]
-    fn retained_messages_follow_the_suback_with_retain_1_mqtt_3_3_1_8() {
+    fn retained_messages_are_requested_after_the_suback_mqtt_3_3_1_6() {
         let broker = Broker::new(Config::default());
-        broker.publish(&Message {
-            topic: "r/1".into(),
-            payload: Arc::from(&b"kept"[..]),
-            qos: QoS::AtLeastOnce,
-            retain: true,
-        });
         let (mut s, _) = session(&broker, "s");
-        let out = run(&mut s, &broker, subscribe(&["r/+"]));
+        let out = run(&mut s, &broker, subscribe(&["r/+", "x"]));
         assert!(matches!(out[0], ToWriter::Send(Packet::Suback(_))));
-        let ToWriter::Deliver(delivery) = &out[1] else {
-            panic!("expected the retained message after the SUBACK");
-        };
-        assert!(delivery.retain);
-        assert_eq!(delivery.qos, QoS::AtLeastOnce);
-        assert_eq!(out.len(), 2);
+        let requested: Vec<(&str, QoS)> = out[1..]
+            .iter()
+            .map(|r| match r {
+                ToWriter::SendRetained { filter, granted } => (filter.as_str(), *granted),
+                other => panic!("expected retained requests, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            requested,
+            [("r/+", QoS::ExactlyOnce), ("x", QoS::ExactlyOnce)]
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@ use std::collections::VecDeque;
 use crate::broker::Delivery;
 use crate::codec::{Packet, PacketId, Publish, QoS};
 
+/// The largest window possible: one message per non-zero Packet Identifier.
+pub const MAX_IN_FLIGHT: usize = u16::MAX as usize;
+
 /// Where a message we sent stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -70,7 +73,8 @@ impl Outbound {
             in_flight: VecDeque::new(),
             pending: VecDeque::new(),
             last_id: 0,
-            max_in_flight: max_in_flight.max(1),
+            // At most 65 535 Packet Identifiers exist; a bigger window could never fill.
+            max_in_flight: max_in_flight.clamp(1, MAX_IN_FLIGHT),
         }
     }
 
@@ -314,6 +318,19 @@ mod tests {
         out.acknowledge(ClientAck::Puback(u16::MAX));
         let c = out.send(delivery(QoS::AtLeastOnce, "c")).packet_id.unwrap();
         assert_eq!(c, 2, "1 is in use, so 2");
+    }
+
+    #[test]
+    fn the_window_cannot_exceed_the_number_of_packet_identifiers() {
+        let mut out = Outbound::new(usize::MAX);
+        for _ in 0..MAX_IN_FLIGHT {
+            assert!(out.has_room());
+            out.send(delivery(QoS::AtLeastOnce, "x"));
+        }
+        assert!(
+            !out.has_room(),
+            "every identifier is in use: nothing more may be sent"
+        );
     }
 
     #[test]

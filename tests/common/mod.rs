@@ -206,6 +206,9 @@ impl Raw {
     pub fn tcp(addr: SocketAddr) -> Raw {
         let stream = TcpStream::connect(addr).expect("TCP connect to the broker");
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        // Tests send many small packets one after the other: without this, Nagle's
+        // algorithm and delayed ACKs would add 40 ms waits.
+        stream.set_nodelay(true).unwrap();
         Raw { stream }
     }
 
