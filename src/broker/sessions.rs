@@ -126,8 +126,15 @@ impl Broker {
                 taken_over,
                 ..
             }) if *holder == connection => *taken_over,
-            // Not ours (cannot happen while takeovers wait; kept safe anyway).
-            _ => return true,
+            // The slot is no longer ours: only after a bug made `release_connection` clear
+            // it. The session cannot be kept, so its subscriptions must not stay behind.
+            _ => {
+                drop(sessions);
+                if let Some(orphan) = keep {
+                    self.unsubscribe_all(orphan.id, orphan.filters.iter().map(String::as_str));
+                }
+                return true;
+            }
         };
         match keep {
             Some(stored) => {
