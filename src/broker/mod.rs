@@ -88,7 +88,8 @@ pub struct Broker {
     /// read by every PUBLISH.
     subscriptions: Mutex<SubscriptionTrie<SessionId, Subscriber>>,
     /// The retained message of each topic. Written by PUBLISH with RETAIN=1 (Wills too);
-    /// read by SUBSCRIBE.
+    /// read by SUBSCRIBE. Kept here, apart from every session, so that no session's end
+    /// deletes one ([MQTT-3.1.2.7]).
     retained: Mutex<RetainedMessages>,
     /// Every open socket, including those still waiting for their CONNECT, so that
     /// [`Broker::stop`] can close them all. Written by the acceptor and by teardown.
@@ -144,7 +145,7 @@ impl Broker {
             return SubscribeReturnCode::Failure;
         }
         // Every QoS is supported, so what was asked for is granted ([MQTT-3.8.4-6] would
-        // allow less).
+        // allow less), and so are wildcards ([MQTT-3.8.3-2]).
         let subscriber = Subscriber {
             qos: requested,
             outbox: Arc::clone(outbox),

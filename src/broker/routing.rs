@@ -8,6 +8,9 @@
 //!     one Delivery per session ──try_send──▶  Outbox (bounded crossbeam channel)
 //! ```
 //!
+//! Every topic is an ordered topic ([MQTT-4.6.0-5]): one publisher's messages reach each
+//! subscriber's queue in the order they were received, and the queue is first in, first out.
+//!
 //! The publisher never waits for a subscriber: `try_send` on a full queue fails at once, and
 //! the message is dropped *for that subscriber only* and counted. The payload and topic are
 //! `Arc`s, so a message to a thousand subscribers is stored once.

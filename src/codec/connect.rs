@@ -162,7 +162,8 @@ impl Connect {
             Some((qos, retain)) => Some(decode_will(r, qos, retain)?),
             None => None,
         };
-        // [MQTT-3.1.2-19] [MQTT-3.1.3-11]
+        // [MQTT-3.1.2-19] [MQTT-3.1.3-11] present exactly when flagged; an unflagged field
+        // would be left over and rejected as trailing bytes ([MQTT-3.1.2-18], [MQTT-3.1.2-20]).
         let username = match flags.user_name {
             true => Some(r.utf8("User Name")?.to_owned()),
             false => None,

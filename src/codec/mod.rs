@@ -125,7 +125,7 @@ impl PacketType {
         }
     }
 
-    /// Byte 1 of a packet of this type with its required flags.
+    /// Byte 1 of a packet of this type with its required flags ([MQTT-2.2.2-1]).
     fn byte1(self) -> u8 {
         ((self as u8) << 4) | self.required_flags().unwrap_or(0)
     }

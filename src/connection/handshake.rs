@@ -187,6 +187,7 @@ fn assign_client_id(connect: &Connect, broker: &Broker) -> Result<Arc<str>, Refu
         rule,
         what: what.to_owned(),
     };
+    // [MQTT-3.1.3-9] the only identifier refused: an empty one from an MQTT 3.1 client.
     if connect.protocol == ProtocolVersion::V3_1 {
         return Err(refuse(
             "MQTT 3.1 §3.1",

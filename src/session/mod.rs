@@ -87,7 +87,8 @@ pub struct WriterSide {
     pub outbound: Outbound,
 }
 
-/// The reader side of one session. Owned by the reader thread alone.
+/// The reader side of one session. Owned by the reader thread alone. It lives at least as
+/// long as the connection ([MQTT-4.1.0-2]).
 #[derive(Debug)]
 pub struct Session {
     pub id: SessionId,
@@ -287,6 +288,7 @@ impl Session {
     fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe, broker: &Broker) -> Packet {
         for filter in &unsubscribe.filters {
             // [MQTT-3.10.4-1] literal comparison; [MQTT-3.10.4-2] no new messages after this.
+            // Messages already in flight or queued are still delivered ([MQTT-3.10.4-3]).
             broker.unsubscribe(self.id, filter);
             self.filters.remove(filter);
         }
@@ -297,6 +299,7 @@ impl Session {
     /// QoS, and retained if Will Retain was set ([MQTT-3.1.2-16], [MQTT-3.1.2-17]). It is
     /// removed once published ([MQTT-3.1.2-10]).
     pub fn publish_will(&mut self, broker: &Broker) {
+        // With Will Flag 0 there is no Will, so nothing is published ([MQTT-3.1.2-12]).
         if let Some(will) = self.will.take() {
             log::info!(
                 "client {:?}: publishing its Will to {:?}",

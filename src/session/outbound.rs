@@ -159,7 +159,8 @@ impl Outbound {
                 } else {
                     log::debug!("PUBREC for id {id}, which is not in flight: answering PUBREL");
                 }
-                // [MQTT-4.3.3-1] answer PUBREC with PUBREL, same identifier ([MQTT-2.3.1-6]).
+                // [MQTT-4.3.3-1] answer PUBREC with PUBREL, same identifier ([MQTT-2.3.1-6]),
+                // at once: PUBRELs leave in the order the PUBRECs came ([MQTT-4.6.0-4]).
                 Some(Packet::Pubrel(id))
             }
             ClientAck::Pubcomp(id) => {
@@ -203,7 +204,9 @@ impl Outbound {
 }
 
 /// The PUBLISH for a delivery: its own QoS, RETAIN only for a retained message sent because
-/// of a new subscription ([MQTT-3.3.1-8], [MQTT-3.3.1-9]), DUP only on a re-send.
+/// of a new subscription ([MQTT-3.3.1-8], [MQTT-3.3.1-9]), DUP only on a re-send, so never
+/// on QoS 0 ([MQTT-4.3.1-1]). The topic is the one it was published to, which matched the
+/// subscription's filter ([MQTT-3.3.2-3]).
 fn to_publish(delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> Publish {
     Publish {
         dup,
