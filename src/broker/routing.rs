@@ -5,7 +5,7 @@
 //!   ─────────────────────────────            ────────────────────────────────
 //!   Broker::publish(message)
 //!     lock trie, collect matches, unlock
-//!     one Delivery per session ──try_send──▶  Outbox (bounded crossbeam channel)
+//!     one Delivery per session ──offer────▶  Outbox (crossbeam channel, limited length)
 //! ```
 //!
 //! Every topic is an ordered topic ([MQTT-4.6.0-5]): one publisher's messages reach each
@@ -18,7 +18,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 
 use super::{Broker, SessionId};
 use crate::codec::QoS;
@@ -85,10 +85,20 @@ pub enum Offer {
 /// Many reader threads (every publisher) send into it; one writer thread receives. It lives
 /// as long as the session, so with Clean Session 0 it keeps filling while the client is
 /// away. It is bounded by `max_queued_messages`: what does not fit is dropped and counted.
+///
+/// The channel itself is crossbeam's *unbounded* (linked-list) flavour, with the limit
+/// checked in [`Outbox::offer`]. A bounded crossbeam channel allocates and initialises all
+/// its slots up front: 1000 slots of 56 bytes would cost every idle client 56 KiB. The
+/// list flavour allocates blocks of 31 slots as messages arrive and frees them as they
+/// leave. The price: two publishers checking the length at the same instant may both see
+/// room for one message, so the queue can exceed its limit by one message per publisher
+/// thread racing at that moment.
 #[derive(Debug)]
 pub struct Outbox {
     client_id: Arc<str>,
     sender: Sender<Delivery>,
+    /// `max_queued_messages`: the most messages the queue holds.
+    capacity: usize,
     /// Whether a writer thread is draining the queue. Written by the writer thread when it
     /// starts and ends; read by publishers to leave QoS 0 out while the client is away.
     connected: AtomicBool,
@@ -99,10 +109,11 @@ pub struct Outbox {
 impl Outbox {
     /// A new queue of `capacity` messages, and the receiving end for the writer thread.
     pub fn new(client_id: Arc<str>, capacity: usize) -> (Arc<Outbox>, Receiver<Delivery>) {
-        let (sender, receiver) = crossbeam_channel::bounded(capacity.max(1));
+        let (sender, receiver) = crossbeam_channel::unbounded();
         let outbox = Outbox {
             client_id,
             sender,
+            capacity: capacity.max(1),
             connected: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         };
@@ -122,27 +133,27 @@ impl Outbox {
     pub fn offer(&self, delivery: Delivery) -> Offer {
         // [MQTT-3.1.2-5] only QoS 1 and 2 messages are kept for a client that is away
         // (queueing QoS 0 would be allowed; like Mosquitto's default, we do not).
-        if delivery.qos == QoS::AtMostOnce {
-            if !self.connected.load(Ordering::Relaxed) {
-                return Offer::Skipped;
-            }
+        let limit = match delivery.qos {
+            QoS::AtMostOnce if !self.connected.load(Ordering::Relaxed) => return Offer::Skipped,
             // QoS 0 goes first when the queue fills: only the first half is open to it.
-            if self.sender.len() >= self.qos0_limit() {
-                return self.record_drop();
-            }
+            QoS::AtMostOnce => self.qos0_limit(),
+            QoS::AtLeastOnce | QoS::ExactlyOnce => self.capacity,
+        };
+        if self.sender.len() >= limit {
+            return self.record_drop();
         }
         match self.sender.try_send(delivery) {
             Ok(()) => Offer::Queued,
-            Err(TrySendError::Full(_)) => self.record_drop(),
             // The session ended between the trie lookup and this offer (a Clean Session 1
-            // client left): nobody is there to miss the message.
-            Err(TrySendError::Disconnected(_)) => Offer::Skipped,
+            // client left): nobody is there to miss the message. (An unbounded channel is
+            // never full.)
+            Err(_) => Offer::Skipped,
         }
     }
 
     /// How many messages may be queued before QoS 0 ones are dropped: half the queue.
     fn qos0_limit(&self) -> usize {
-        self.sender.capacity().unwrap_or(usize::MAX).div_ceil(2)
+        self.capacity.div_ceil(2)
     }
 
     fn record_drop(&self) -> Offer {
@@ -151,7 +162,7 @@ impl Outbox {
             log::warn!(
                 "client {:?}: its queue is full ({} messages, or {} for QoS 0): dropping messages for it",
                 self.client_id,
-                self.sender.capacity().unwrap_or(0),
+                self.capacity,
                 self.qos0_limit()
             );
         }

@@ -35,10 +35,12 @@ use super::{
 };
 use crate::session::{Opened, Session};
 
-/// How many replies the reader may queue for its writer before it waits. The reader
+/// How many requests the reader may queue for its writer before it waits. The reader
 /// waiting on its *own* writer only slows down this client, which is the right place for
-/// back-pressure: a client that sends faster than it reads the answers is throttled.
-const CONTROL_QUEUE: usize = 64;
+/// back-pressure: a client that sends faster than it reads the answers is throttled. A
+/// bounded crossbeam channel allocates its slots up front (136 bytes each here), so this is
+/// kept small: every idle client pays for it.
+const CONTROL_QUEUE: usize = 16;
 
 /// Why a connection is refused during the handshake.
 #[derive(Debug)]
