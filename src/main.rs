@@ -24,7 +24,8 @@ Limits:
   --max-packet-size BYTES  largest packet accepted (Remaining Length; default 1048576)
   --max-connections N      open TCP connections at once (default 10000)
   --connect-timeout SECS   time for the CONNECT to arrive after the TCP connect (default 10)
-  --max-inflight N         QoS 1/2 messages awaiting acknowledgement per client (default 20)
+  --max-inflight N         QoS 1/2 messages awaiting acknowledgement per client
+                           (default 20, at most 65535)
   --max-queued N           messages waiting for one session (default 1000)
 
 Logging: RUST_LOG=info (default), debug (one line per packet) or trace (plus hex dumps).

@@ -201,3 +201,42 @@ fn a_new_subscriber_never_ends_with_an_older_retained_value_than_it_saw_live() {
         sub.closed();
     }
 }
+
+#[test]
+fn retained_messages_waiting_for_a_full_window_are_bounded_like_the_queue() {
+    let broker = start_broker_with(mqttd::Config {
+        max_inflight_messages: 1,
+        max_queued_messages: 5,
+        ..mqttd::Config::default()
+    });
+    let addr = broker.local_addr();
+    for i in 0..20 {
+        retain(addr, &format!("big/{i}"), b"r", 1);
+    }
+    let mut sub = Raw::connected(addr, "hoarder");
+    sub.subscribe_to("fill", 1);
+    let mut publisher = Raw::connected(addr, "filler");
+    publisher.send(&publish("fill", b"f", 1, false, 1));
+    assert_eq!(publisher.recv(), puback(1));
+    let held = sub.recv_publish(); // in flight, not acknowledged: the window is full
+    sub.subscribe_to("big/#", 1);
+    sub.send(&PINGREQ);
+    assert_eq!(
+        sub.recv(),
+        PINGRESP,
+        "nothing can be sent while the window is full"
+    );
+    assert_eq!(
+        broker.broker().stats().messages_dropped,
+        15,
+        "20 retained, 5 may wait"
+    );
+    sub.send(&puback(held.id.unwrap()));
+    for _ in 0..5 {
+        let got = sub.recv_publish();
+        assert!(got.retain);
+        sub.send(&puback(got.id.unwrap()));
+    }
+    sub.send(&PINGREQ);
+    assert_eq!(sub.recv(), PINGRESP);
+}

@@ -10,7 +10,7 @@
 //! |-----------------|-----------------------------------------|-------------------------------------------|
 //! | `sessions`      | Client Identifier → session slot        | handshake (claim, take over), teardown (store) |
 //! | `subscriptions` | the topic trie                          | SUBSCRIBE, UNSUBSCRIBE, PUBLISH routing, session end |
-//! | `retained`      | the retained messages                   | PUBLISH with RETAIN=1, SUBSCRIBE          |
+//! | `retained`      | the retained messages                   | PUBLISH with RETAIN=1; a writer sending them to a new subscription |
 //! | `connections`   | every open socket, for [`Broker::stop`] | acceptor, teardown, stop                  |
 //!
 //! **Lock order: no code path holds two of them at once.** Each function takes one guard in

@@ -124,6 +124,11 @@ impl Outbox {
         &self.client_id
     }
 
+    /// `max_queued_messages`: the most messages the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Marks whether a writer thread is draining this queue.
     pub fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
@@ -202,6 +207,13 @@ impl Broker {
                 self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Counts a message dropped for `outbox`'s session outside `Outbox::offer` (a retained
+    /// message that found the session's deferred queue full).
+    pub fn count_drop(&self, outbox: &Outbox) {
+        outbox.record_drop();
+        self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -14,9 +14,9 @@
 //!   BufReader on the socket        BufWriter on the same socket
 //!   decodes packets, runs the      receives from two channels:
 //!   protocol (session::Session),     control:    what its own reader asks (answers
-//!   routes PUBLISH via the broker,                such as SUBACK and PUBACK, retained
-//!   sends ToWriter ──control──▶                   messages, the client's PUBACK/PUBREC/
-//!                                                 PUBCOMP for our messages)
+//!   routes PUBLISH via the broker,                such as SUBACK and PUBACK, "send the
+//!   sends ToWriter ──control──▶                   retained messages of this filter", the
+//!                                                 client's PUBACK/PUBREC/PUBCOMP)
 //!                                    deliveries: messages routed to this session by any
 //!                                                publisher's reader (the session's Outbox),
 //!                                                read only while the in-flight window

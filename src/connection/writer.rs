@@ -188,10 +188,11 @@ impl Writer {
     }
 
     /// Sends the retained messages for a new subscription ([MQTT-3.3.1-6]) with RETAIN 1
-    /// ([MQTT-3.3.1-8]). They are looked up here, at the last moment: every live message
-    /// this writer has already sent was stored as retained *before* it was routed, so what
-    /// is found now is never older than it. Those the window has no room for wait their
-    /// turn, ahead of newer deliveries.
+    /// ([MQTT-3.3.1-8]). They are looked up here, at the last moment: every live RETAIN=1
+    /// message this writer has already sent was stored as retained *before* it was routed,
+    /// so what is found now is never older than it. Those the window has no room for wait
+    /// their turn, ahead of newer deliveries, up to `max_queued_messages` of them; beyond
+    /// that they are dropped and counted like any message that does not fit.
     fn send_retained(
         &mut self,
         filter: &str,
@@ -205,8 +206,10 @@ impl Writer {
         for delivery in found {
             if delivery.qos == QoS::AtMostOnce || accepts_new(outbound) {
                 self.send(delivery, outbound)?;
-            } else {
+            } else if outbound.deferred_count() < self.outbox.capacity() {
                 outbound.defer(delivery);
+            } else {
+                self.broker.count_drop(&self.outbox);
             }
         }
         Ok(())

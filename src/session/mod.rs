@@ -62,8 +62,9 @@ pub enum ToWriter {
     Send(Packet),
     /// Send the retained messages matching `filter`, at most at QoS `granted`, to a new
     /// subscription ([MQTT-3.3.1-6]). The writer looks them up itself, just before sending:
-    /// a retained message read any earlier could be older than a live message on the same
-    /// topic that the writer sends first, and the client would end up with stale state.
+    /// a retained message read any earlier could be older than a live RETAIN=1 message on
+    /// the same topic that the writer sends first, and the client would end up with stale
+    /// state.
     SendRetained { filter: String, granted: QoS },
     /// The client acknowledged one of our messages.
     Ack(ClientAck),

@@ -105,6 +105,10 @@ impl Outbound {
         !self.pending.is_empty()
     }
 
+    pub fn deferred_count(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Turns a delivery into the PUBLISH to write, and records it as in flight when its QoS
     /// is 1 or 2. The caller checks [`Outbound::has_room`] first for those.
     pub fn send(&mut self, delivery: Delivery) -> Publish {
