@@ -20,7 +20,7 @@
 //! writer does not read while the window is full; the few that arrive another way
 //! (retained messages for a new subscription) wait in `pending`.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use crate::broker::Delivery;
 use crate::codec::{Packet, PacketId, Publish, QoS};
@@ -59,6 +59,8 @@ pub struct Outbound {
     /// In the order the PUBLISH packets were first sent, which is the order they must be
     /// re-sent in ([MQTT-4.6.0-1]).
     in_flight: VecDeque<InFlight>,
+    /// The Packet Identifiers of `in_flight`, to find a free one without scanning it.
+    ids_in_use: HashSet<PacketId>,
     /// Deliveries that arrived while the window was full and are not in the Outbox.
     pending: VecDeque<Delivery>,
     /// The last Packet Identifier handed out.
@@ -71,6 +73,7 @@ impl Outbound {
     pub fn new(max_in_flight: usize) -> Outbound {
         Outbound {
             in_flight: VecDeque::new(),
+            ids_in_use: HashSet::new(),
             pending: VecDeque::new(),
             last_id: 0,
             // At most 65 535 Packet Identifiers exist; a bigger window could never fill.
@@ -120,6 +123,7 @@ impl Outbound {
         let publish = to_publish(&delivery, packet_id, false);
         if let Some(id) = packet_id {
             // [MQTT-4.3.2-1] [MQTT-4.3.3-1] unacknowledged until PUBACK / PUBREC arrives.
+            self.ids_in_use.insert(id);
             self.in_flight.push_back(InFlight {
                 id,
                 delivery,
@@ -189,6 +193,7 @@ impl Outbound {
         match position {
             Some(index) => {
                 self.in_flight.remove(index);
+                self.ids_in_use.remove(&id);
             }
             None => log::debug!("acknowledgement for id {id}, which is not in flight: ignored"),
         }
@@ -200,7 +205,7 @@ impl Outbound {
         loop {
             self.last_id = self.last_id.checked_add(1).unwrap_or(1);
             let id = self.last_id;
-            if !self.in_flight.iter().any(|entry| entry.id == id) {
+            if !self.ids_in_use.contains(&id) {
                 return id;
             }
         }
