@@ -40,7 +40,9 @@ pub enum SessionSlot {
         /// Set by the connection that takes over, read by this one's teardown.
         taken_over: bool,
     },
-    Stored(StoredSession),
+    /// Boxed: a stored session is several times the size of a connected slot, and most
+    /// slots are connected ones.
+    Stored(Box<StoredSession>),
 }
 
 /// The result of claiming a Client Identifier at CONNECT.
@@ -99,7 +101,7 @@ impl Broker {
                         taken_over: false,
                     };
                     let previous = match sessions.insert(Arc::clone(client_id), connected) {
-                        Some(SessionSlot::Stored(stored)) => Some(stored),
+                        Some(SessionSlot::Stored(stored)) => Some(*stored),
                         _ => None,
                     };
                     return Some(Claim {
@@ -138,7 +140,7 @@ impl Broker {
         };
         match keep {
             Some(stored) => {
-                sessions.insert(Arc::clone(client_id), SessionSlot::Stored(stored));
+                sessions.insert(Arc::clone(client_id), SessionSlot::Stored(Box::new(stored)));
             }
             None => {
                 sessions.remove(client_id);
