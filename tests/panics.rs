@@ -30,16 +30,18 @@ fn a_panic_in_a_reader_thread_closes_only_that_connection_and_cleans_up() {
     victim.send(&publish(PANIC_IN_READER, b"boom", 0, false, 0));
     assert_eq!(victim.closed(), []);
 
-    // The connection ended like any abnormal end: Will published, subscriptions gone.
+    // The connection ended like any abnormal end: Will published ...
     let will = watcher.recv_publish();
     assert_eq!(will.payload, b"crashed");
     watcher.send(&puback(will.id.unwrap()));
-    assert_eq!(broker.broker().subscription_count(), 1);
-    // Nothing was left locked or registered: others are served, and the same Client
-    // Identifier connects again at once, as a new session.
-    assert_still_serving(addr);
+    // ... nothing was left registered: the same Client Identifier connects again (which
+    // waits for the old teardown to finish), as a new session, and the old session's
+    // subscriptions are gone: only the watcher's is left ...
     let (_again, present) = Raw::session(addr, "victim", true);
     assert!(!present);
+    assert_eq!(broker.broker().subscription_count(), 1);
+    // ... and nothing was left locked: others are served.
+    assert_still_serving(addr);
 }
 
 #[test]
