@@ -56,7 +56,16 @@ enum Refusal {
 }
 
 /// Handles a new connection up to the start of its reader and writer threads.
-pub(super) fn run(socket: Socket, connection: ConnectionId, peer: String, broker: Arc<Broker>) {
+pub(super) fn run(socket: Socket, peer: String, broker: Arc<Broker>) {
+    let connection = broker.next_id();
+    broker.track_connection(connection, socket.clone());
+    // `Broker::stop` sets its flag before it shuts the tracked sockets down, so a connection
+    // tracked too late to be shut down by it sees the flag here.
+    if broker.is_stopping() {
+        socket.shutdown();
+        broker.untrack_connection(connection);
+        return;
+    }
     // A panic here is a bug in mqttd: it costs this connection only ([MQTT-4.8.0-2]), and
     // any session slot it had claimed is given up so the Client Identifier stays usable.
     let accepted = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -316,8 +325,15 @@ fn start_session_threads(
         writer_finished,
         broker: Arc::clone(broker),
     };
-    // Cannot fail: the reader thread is alive and waiting for exactly this.
-    let _ = hand_over.send(reader);
+    // The reader thread is waiting for exactly this, unless it died while starting up:
+    // the standard library can panic before our code runs (for example when it cannot map
+    // the thread's signal stack). Then the teardown runs here, so that the writer stops
+    // and the session is stored or ended instead of being held for ever.
+    if let Err(crossbeam_channel::SendError(reader)) = hand_over.send(reader) {
+        reader.teardown(CloseReason::Panicked(
+            "the reader thread died while starting".into(),
+        ));
+    }
     Ok(())
 }
 

@@ -72,18 +72,14 @@ pub fn spawn(stream: TcpStream, broker: Arc<Broker>) {
         Some(addr) => addr.to_string(),
         None => "unknown peer".to_owned(),
     };
-    let connection = broker.next_id();
-    broker.track_connection(connection, socket.clone());
-    let thread_broker = Arc::clone(&broker);
-    let thread_socket = socket.clone();
+    // The new thread owns the only handle on the socket: if it cannot start, or dies
+    // while starting, the socket is closed with it and nothing is left registered.
     let spawned = std::thread::Builder::new()
         .name(format!("hs:{peer}"))
         .stack_size(THREAD_STACK_SIZE)
-        .spawn(move || handshake::run(thread_socket, connection, peer, thread_broker));
+        .spawn(move || handshake::run(socket, peer, broker));
     if let Err(e) = spawned {
         log::error!("cannot start a thread for a new connection: {e}");
-        socket.shutdown();
-        broker.untrack_connection(connection);
     }
 }
 
