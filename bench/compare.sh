@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# Runs every load generator scenario against mqttd and against Mosquitto, on this machine,
+# and prints each RESULT line, then per scenario the median figure for each broker and the
+# median of the per-round ratios mqttd / mosquitto. See bench/README.md.
+#
+#   bench/compare.sh             3 rounds of 5 s runs (about 10 minutes on 2 cores)
+#   QUICK=1 bench/compare.sh     1 round of 2 s runs
+#   ROUNDS=5 SECS=10 bench/compare.sh
+#   ONLY="pair8 latency" bench/compare.sh      just these scenarios (labels below)
+#   MOSQ_NODELAY=1 bench/compare.sh            add `set_tcp_nodelay true` to Mosquitto's config
+#
+# Every run gets a fresh broker process on a free port in 18900-18999, started by this
+# script and stopped by the PID it recorded (and by the EXIT trap if anything goes wrong).
+# Rounds alternate the brokers: mqttd, mosquitto, mqttd, mosquitto, ...
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+if [[ "${QUICK:-0}" == 1 ]]; then
+    ROUNDS=${ROUNDS:-1}
+    SECS=${SECS:-2}
+else
+    ROUNDS=${ROUNDS:-3}
+    SECS=${SECS:-5}
+fi
+# The whole script stops starting new runs after this many seconds.
+SCRIPT_LIMIT=${SCRIPT_LIMIT:-1500}
+PORT_FIRST=18900
+PORT_LAST=18999
+MQTTD=target/release/mqttd
+LOADGEN=target/release/examples/loadgen
+MOSQUITTO=/usr/sbin/mosquitto
+
+# label | loadgen arguments | metrics summarised (the first is the headline)
+SCENARIOS=(
+    "pair1|pair --pairs 1|rate"
+    "pair8|pair --pairs 8|rate"
+    "fanin_q0|fanin --pubs 16 --qos 0|rate"
+    "fanin_q1|fanin --pubs 16 --qos 1|rate"
+    "fanout16|fanout --subs 16|rate"
+    "fanout256|fanout --subs 256|rate"
+    "qos1|qos1 --pairs 8|rate"
+    "qos2|qos2 --pairs 8|rate"
+    "latency|latency --rate 10000|p99_us p50_us p999_us"
+    "conns5k|conns --conns 5000|rss_per_conn_kib connect_rate"
+    "conns10k|conns --conns 10000|rss_per_conn_kib connect_rate"
+)
+# The load generator's own ceiling: the same as pair8, against its trivial relay.
+RELAY_SCENARIO="relay_pair8|pair --pairs 8|rate"
+
+START_TIME=$SECONDS
+WORK=$(mktemp -d /tmp/mqttd-bench.XXXXXX)
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+BROKER_PID=""
+PORT=""
+NEXT_PORT=$PORT_FIRST
+
+# Whatever happens, the broker we started goes away, and so do our temporary files.
+cleanup() {
+    stop_broker
+    if [[ "${KEEP_LOGS:-0}" == 1 ]]; then
+        echo "logs kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "== $*" >&2; }
+
+prepare() {
+    # 10 000 connections need 10 000 descriptors in the broker and in the load generator.
+    ulimit -n 20000 || log "warning: could not raise ulimit -n to 20000 (now $(ulimit -n))"
+    local maps
+    maps=$(cat /proc/sys/vm/max_map_count 2>/dev/null || echo 0)
+    if ((maps < 200000)); then
+        log "note: vm.max_map_count is $maps; each thread costs about 4 memory maps, so mqttd" \
+            "(2 threads per connection) stops at about $((maps / 8)) connections (see bench/README.md)"
+    fi
+    log "building mqttd and the load generator (release)"
+    cargo build --release --quiet
+    cargo build --release --quiet --example loadgen
+    if [[ ! -x $MOSQUITTO ]]; then
+        log "installing mosquitto"
+        apt-get update && apt-get install -y mosquitto
+    fi
+    log "$($MOSQUITTO -h 2>&1 | head -1)"
+}
+
+# Sets PORT to a port in our range that nothing listens on. (A function, not `$(...)`:
+# a subshell could not move NEXT_PORT on.)
+free_port() {
+    local tries=0
+    while ((tries <= PORT_LAST - PORT_FIRST)); do
+        PORT=$NEXT_PORT
+        NEXT_PORT=$((PORT >= PORT_LAST ? PORT_FIRST : PORT + 1))
+        tries=$((tries + 1))
+        if [[ -z "$(ss -Hltn "sport = :$PORT" 2>/dev/null)" ]]; then
+            return 0
+        fi
+    done
+    log "no free port in $PORT_FIRST-$PORT_LAST"
+    return 1
+}
+
+# start_broker NAME PORT: starts it in the background and records its PID in BROKER_PID.
+start_broker() {
+    local name=$1 port=$2
+    case $name in
+    mqttd)
+        RUST_LOG=warn $MQTTD --port "$port" --max-connections 20000 --max-queued 1000 \
+            >"$WORK/broker.log" 2>&1 &
+        ;;
+    mosquitto)
+        {
+            echo "listener $port 127.0.0.1"
+            echo "allow_anonymous true"
+            echo "max_connections -1"
+            echo "max_queued_messages 1000"
+            echo "max_inflight_messages 20"
+            echo "persistence false"
+            echo "log_type error"
+            if [[ "${MOSQ_NODELAY:-0}" == 1 ]]; then echo "set_tcp_nodelay true"; fi
+        } >"$WORK/mosquitto.conf"
+        $MOSQUITTO -c "$WORK/mosquitto.conf" >"$WORK/broker.log" 2>&1 &
+        ;;
+    relay)
+        # It stops by itself after --secs even if this script is killed with SIGKILL.
+        $LOADGEN relay --port "$port" --secs $((SECS + 120)) >"$WORK/broker.log" 2>&1 &
+        ;;
+    esac
+    BROKER_PID=$!
+    wait_listening "$port"
+}
+
+# Waits up to 5 s for the broker to listen (without connecting to it).
+wait_listening() {
+    local port=$1 i
+    for i in $(seq 50); do
+        if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+            log "broker exited at start:"
+            cat "$WORK/broker.log" >&2
+            return 1
+        fi
+        if [[ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "broker not listening on $port after 5 s"
+    return 1
+}
+
+# Stops the broker we started, by its PID: TERM, then KILL after 5 s.
+stop_broker() {
+    [[ -n "$BROKER_PID" ]] || return 0
+    local i
+    kill -TERM "$BROKER_PID" 2>/dev/null || true
+    for i in $(seq 50); do
+        kill -0 "$BROKER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
+    BROKER_PID=""
+}
+
+# run_one LABEL BROKER ROUND ARGS...: one run on a fresh broker; appends to RESULTS.
+run_one() {
+    local label=$1 broker=$2 round=$3
+    shift 3
+    local extra=() line="" rc=0
+    : >"$WORK/loadgen.err"
+    if free_port && start_broker "$broker" "$PORT"; then
+        if [[ $1 == conns ]]; then extra=(--broker-pid "$BROKER_PID"); fi
+        # The load generator has its own hard deadline (--secs + 30 s); this is a second net.
+        line=$(timeout -k 5 $((SECS + 60)) "$LOADGEN" "$@" --port "$PORT" --secs "$SECS" \
+            "${extra[@]}" 2>"$WORK/loadgen.err") || rc=$?
+    else
+        rc=-1
+    fi
+    stop_broker
+    if [[ $rc == 0 && $line == RESULT* ]]; then
+        echo "$label $broker $round $line" >>"$RESULTS"
+        echo "[$label $broker round $round] $line"
+    else
+        echo "$label $broker $round FAILED rc=$rc" >>"$RESULTS"
+        echo "[$label $broker round $round] FAILED (exit code $rc)"
+        sed 's/^/    loadgen: /' "$WORK/loadgen.err" | tail -5
+        sed 's/^/    broker:  /' "$WORK/broker.log" | tail -5
+    fi
+}
+
+wanted() {
+    [[ -z "${ONLY:-}" ]] && return 0
+    [[ " $ONLY " == *" $1 "* ]]
+}
+
+time_left() {
+    if ((SECONDS - START_TIME > SCRIPT_LIMIT)); then
+        log "SCRIPT_LIMIT (${SCRIPT_LIMIT} s) reached: skipping the remaining runs"
+        return 1
+    fi
+}
+
+run_all() {
+    local entry label args round
+    for entry in "$RELAY_SCENARIO" "${SCENARIOS[@]}"; do
+        IFS='|' read -r label args _ <<<"$entry"
+        wanted "$label" || continue
+        for round in $(seq "$ROUNDS"); do
+            time_left || return 0
+            if [[ $label == relay_* ]]; then
+                # shellcheck disable=SC2086 # $args is a list of arguments
+                run_one "$label" relay "$round" $args
+            else
+                # shellcheck disable=SC2086
+                run_one "$label" mqttd "$round" $args
+                # shellcheck disable=SC2086
+                run_one "$label" mosquitto "$round" $args
+            fi
+        done
+    done
+}
+
+# The summary, in awk: collect `metric` for `label` by broker and round, print medians.
+SUMMARY_AWK='
+function median(list, n,    i, j, t) {
+    if (n == 0) return "-"
+    for (i = 2; i <= n; i++) {            # insertion sort: a handful of values
+        t = list[i]
+        for (j = i - 1; j >= 1 && list[j] > t; j--) list[j + 1] = list[j]
+        list[j + 1] = t
+    }
+    return (n % 2) ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
+}
+function show(v) {
+    if (v == "-") return "-"
+    return (v >= 1000) ? sprintf("%.0f", v) : sprintf("%.2f", v)
+}
+$1 == label && $4 == "RESULT" {
+    for (i = 5; i <= NF; i++) {
+        split($i, kv, "=")
+        if (kv[1] == metric && kv[2] != "na") value[$2, $3] = kv[2] + 0
+    }
+}
+END {
+    nm = 0; nq = 0; nr = 0; nl = 0
+    for (key in value) {
+        split(key, part, SUBSEP)
+        if (part[1] == "mqttd") m[++nm] = value[key]
+        if (part[1] == "mosquitto") q[++nq] = value[key]
+        if (part[1] == "relay") l[++nl] = value[key]
+        if (part[1] == "mqttd" && (("mosquitto", part[2]) in value) && value["mosquitto", part[2]] != 0)
+            r[++nr] = value[key] / value["mosquitto", part[2]]
+    }
+    if (nl > 0) printf "%-12s %-18s %14s\n", label, metric, "relay " show(median(l, nl))
+    else printf "%-12s %-18s %14s %14s %10s\n", label, metric, show(median(m, nm)), show(median(q, nq)), show(median(r, nr))
+}'
+
+# Medians per scenario, broker and metric, and the median of the per-round ratios.
+summarize() {
+    local entry label metrics
+    echo
+    echo "SUMMARY rounds=$ROUNDS secs=$SECS (medians; ratio = median over rounds of mqttd/mosquitto)"
+    printf '%-12s %-18s %14s %14s %10s\n' scenario metric mqttd mosquitto ratio
+    for entry in "$RELAY_SCENARIO" "${SCENARIOS[@]}"; do
+        IFS='|' read -r label _ metrics <<<"$entry"
+        wanted "$label" || continue
+        for metric in $metrics; do
+            awk -v label="$label" -v metric="$metric" "$SUMMARY_AWK" "$RESULTS"
+        done
+    done
+    local failed
+    failed=$(grep -c FAILED "$RESULTS" || true)
+    echo "failed runs: $failed"
+    grep FAILED "$RESULTS" | sed 's/^/  /' || true
+}
+
+prepare
+log "rounds=$ROUNDS secs=$SECS, results in $RESULTS"
+run_all
+summarize

@@ -1,0 +1,157 @@
+//! # loadgen: a load generator for MQTT 3.1.1 brokers on this machine
+//!
+//! It measures a broker, any broker, from the outside, over loopback, and prints one
+//! machine-readable `RESULT` line per run. `bench/compare.sh` runs every scenario against
+//! mqttd and Mosquitto and compares them; `bench/README.md` says what each one measures.
+//!
+//! ```console
+//! $ cargo build --release --example loadgen
+//! $ target/release/examples/loadgen pair --pairs 8 --port 1883 --secs 5
+//! RESULT scenario=pair pairs=8 qos=0 payload=16 window=100 secs=5.00 sent=… received=… rate=… lost=0 dup=0 reorder=0 …
+//! ```
+//!
+//! ## Never the bottleneck
+//!
+//! A load generator that is slower than the broker measures itself. So:
+//!
+//! * **Few threads.** Two, whatever the number of clients: one mio event loop for all
+//!   publishers and one for all subscribers (`flow`, `publisher`, `subscriber`). `conns`
+//!   and `relay` use one.
+//! * **Batched writes.** Packets are appended to a buffer and written with one system call
+//!   per connection per loop turn (`buffers`); PUBLISH packets are copied from a template,
+//!   not encoded one by one, and read in place, not copied (`wire`).
+//! * **Proof.** `loadgen relay` is a trivial broker in the same style; what the load
+//!   generator reaches against it is its ceiling (`relay`).
+//!
+//! ## Exact
+//!
+//! * Every payload carries its publisher, a sequence number and its send time (`wire`).
+//! * Every subscriber counts lost, duplicated and out-of-order messages (`accounting`).
+//! * A publisher is never more than `--window` messages ahead of its slowest subscriber,
+//!   and at QoS 1/2 never has more than `--window` unacknowledged messages, so what is
+//!   measured is delivery, not queueing (`publisher`).
+//! * Every loop has a hard deadline (`--secs` + 30 s); any protocol error ends the run with
+//!   a non-zero exit code (`fail`).
+//!
+//! | module       | what it does                                                   |
+//! |--------------|----------------------------------------------------------------|
+//! | `options`    | the command line and each scenario's defaults                  |
+//! | `flow`       | the throughput scenarios: who publishes where, the two threads, the report |
+//! | `publisher`  | the publisher thread: windows, rate limit, QoS 1/2 sender side |
+//! | `subscriber` | the subscriber thread: accounting, QoS 1/2 receiver side      |
+//! | `shared`     | the atomics the two threads share                              |
+//! | `accounting` | lost / duplicate / late per publisher, latency percentiles     |
+//! | `conns`      | many idle connections: connect rate, memory, delivery          |
+//! | `relay`      | the trivial broker that measures this tool's ceiling           |
+//! | `client`     | blocking connection setup (CONNECT, SUBSCRIBE) before a run    |
+//! | `buffers`    | non-blocking reads and batched writes                          |
+//! | `wire`       | packet framing, the PUBLISH template, the payload stamp        |
+//! | `fail`       | errors and exit codes                                          |
+
+#![forbid(unsafe_code)]
+
+mod accounting;
+mod buffers;
+mod client;
+mod conns;
+mod fail;
+mod flow;
+mod options;
+mod publisher;
+mod relay;
+mod shared;
+mod subscriber;
+mod wire;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use fail::Fail;
+use flow::Plan;
+use options::{Options, Scenario, USAGE};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let options = match options::parse(&args) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(fail) => {
+            eprintln!("loadgen: {fail}\n\n{USAGE}");
+            return ExitCode::from(fail.exit_code());
+        }
+    };
+    match run(&options) {
+        Ok(Some(result)) => {
+            println!("{result}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(fail) => {
+            eprintln!("loadgen {}: {fail}", options.scenario.name());
+            ExitCode::from(fail.exit_code())
+        }
+    }
+}
+
+/// Runs the scenario; returns its RESULT line (the relay has none).
+fn run(options: &Options) -> Result<Option<String>, Fail> {
+    let name = options.scenario.name();
+    match options.scenario {
+        Scenario::Relay => {
+            relay::run(options.addr, Duration::from_secs_f64(options.secs))?;
+            Ok(None)
+        }
+        Scenario::Conns => {
+            let report = conns::run(options)?;
+            Ok(Some(format!("RESULT scenario={name} {}", report.fields())))
+        }
+        _ => {
+            let (plan, fields) = plan(options);
+            let report = flow::run(&plan, options.addr)?;
+            Ok(Some(format!(
+                "RESULT scenario={name} {fields} {}",
+                report.fields()
+            )))
+        }
+    }
+}
+
+/// The plan of a throughput scenario, and the fields that describe it in the RESULT line.
+fn plan(options: &Options) -> (Plan, String) {
+    let name = options.scenario.name();
+    let ((publishers, subscribers), mut fields) = match options.scenario {
+        Scenario::Fanin => (Plan::fanin(options.pubs), format!("pubs={}", options.pubs)),
+        Scenario::Fanout => (Plan::fanout(options.subs), format!("subs={}", options.subs)),
+        Scenario::Latency => (
+            Plan::pairs(name, 1),
+            format!("pairs=1 target_rate={:.0}", options.rate.unwrap_or(0.0)),
+        ),
+        _ => (
+            Plan::pairs(name, options.pairs),
+            format!("pairs={}", options.pairs),
+        ),
+    };
+    fields += &format!(
+        " qos={} payload={} window={}",
+        options.qos.as_u8(),
+        options.payload,
+        options.window
+    );
+    if let (Some(rate), false) = (options.rate, options.scenario == Scenario::Latency) {
+        fields += &format!(" rate_limit={rate:.0}");
+    }
+    let plan = Plan {
+        publishers,
+        subscribers,
+        qos: options.qos,
+        window: options.window,
+        rate: options.rate,
+        payload: options.payload,
+        secs: options.secs,
+        record_latency: options.scenario == Scenario::Latency,
+    };
+    (plan, fields)
+}

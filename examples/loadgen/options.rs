@@ -1,0 +1,252 @@
+//! The command line: a scenario name, then `--option value` pairs.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use mqttd::codec::QoS;
+
+use crate::fail::Fail;
+use crate::wire::STAMP_LEN;
+
+pub const USAGE: &str = "\
+Usage: loadgen SCENARIO [options]
+
+Scenarios (each prints one RESULT line on stdout):
+  pair     --pairs N          N publisher->subscriber pairs, pair i on topic pair/i
+  fanin    --pubs N --qos Q   N publishers (16) on fanin/<i> -> 1 subscriber on fanin/+
+  fanout   --subs N           1 publisher -> N subscribers (16) of topic fanout
+  qos1     --pairs N          pairs at QoS 1 on both legs, --window (16) messages in flight
+  qos2     --pairs N          pairs at QoS 2 on both legs, --window (16) messages in flight
+  latency  --rate R           one pair at R messages/s (10000): p50/p99/p99.9 in microseconds
+  conns    --conns N          N idle subscribers on conns/<i>: connect rate, broker RSS per
+           --broker-pid PID   connection (from /proc/PID/status), then one message to each
+           --probe M          of M (1000) of them, all of which must arrive
+  relay                       a trivial broker on --port, to measure this tool's own ceiling;
+                              it exits by itself after --secs (600)
+
+Options:
+  --host ADDR     broker address, loopback only (127.0.0.1)
+  --port N        broker port (1883)
+  --secs D        how long to publish (5); the hard deadline is D + 30 s
+  --payload B     payload bytes, at least 14 (16)
+  --window W      messages a publisher may be ahead of its slowest subscriber
+                  (400; fanin 400 / --pubs, 25 for 16; qos1/qos2 16)
+  --qos Q         QoS of both legs for pair, fanin and fanout (0)
+  --rate R        messages per second per publisher (unlimited; latency 10000)
+  --parallel K    conns: handshakes in progress at once (64)";
+
+/// The scenarios, as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Pair,
+    Fanin,
+    Fanout,
+    Qos1,
+    Qos2,
+    Latency,
+    Conns,
+    Relay,
+}
+
+impl Scenario {
+    fn from_name(name: &str) -> Option<Scenario> {
+        Some(match name {
+            "pair" => Scenario::Pair,
+            "fanin" => Scenario::Fanin,
+            "fanout" => Scenario::Fanout,
+            "qos1" => Scenario::Qos1,
+            "qos2" => Scenario::Qos2,
+            "latency" => Scenario::Latency,
+            "conns" => Scenario::Conns,
+            "relay" => Scenario::Relay,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Pair => "pair",
+            Scenario::Fanin => "fanin",
+            Scenario::Fanout => "fanout",
+            Scenario::Qos1 => "qos1",
+            Scenario::Qos2 => "qos2",
+            Scenario::Latency => "latency",
+            Scenario::Conns => "conns",
+            Scenario::Relay => "relay",
+        }
+    }
+}
+
+/// Everything the command line says, with each scenario's defaults filled in.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub scenario: Scenario,
+    pub addr: SocketAddr,
+    pub secs: f64,
+    pub payload: usize,
+    pub window: u32,
+    pub pairs: usize,
+    pub pubs: usize,
+    pub subs: usize,
+    pub qos: QoS,
+    pub rate: Option<f64>,
+    pub conns: usize,
+    pub broker_pid: Option<u32>,
+    pub probe: usize,
+    pub parallel: usize,
+}
+
+/// What was given on the command line, before the scenario's defaults apply.
+#[derive(Debug, Default)]
+struct Given {
+    host: Option<IpAddr>,
+    port: Option<u16>,
+    secs: Option<f64>,
+    payload: Option<usize>,
+    window: Option<u32>,
+    pairs: Option<usize>,
+    pubs: Option<usize>,
+    subs: Option<usize>,
+    qos: Option<u8>,
+    rate: Option<f64>,
+    conns: Option<usize>,
+    broker_pid: Option<u32>,
+    probe: Option<usize>,
+    parallel: Option<usize>,
+}
+
+/// Parses the arguments after the program name; `Ok(None)` means "print the help".
+pub fn parse(args: &[String]) -> Result<Option<Options>, Fail> {
+    let Some(first) = args.first() else {
+        return Err(Fail::Usage("no scenario given".into()));
+    };
+    if first == "-h" || first == "--help" {
+        return Ok(None);
+    }
+    let scenario = Scenario::from_name(first)
+        .ok_or_else(|| Fail::Usage(format!("unknown scenario {first:?}")))?;
+    let given = parse_options(&args[1..])?;
+    resolve(scenario, given).map(Some)
+}
+
+fn parse_options(args: &[String]) -> Result<Given, Fail> {
+    let mut given = Given::default();
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        if flag == "-h" || flag == "--help" {
+            return Err(Fail::Usage("--help goes first".into()));
+        }
+        let value = rest
+            .next()
+            .ok_or_else(|| Fail::Usage(format!("{flag} needs a value")))?;
+        match flag.as_str() {
+            "--host" => given.host = Some(number(flag, value)?),
+            "--port" => given.port = Some(number(flag, value)?),
+            "--secs" => given.secs = Some(positive(flag, value)?),
+            "--payload" => given.payload = Some(number(flag, value)?),
+            "--window" => given.window = Some(number(flag, value)?),
+            "--pairs" => given.pairs = Some(number(flag, value)?),
+            "--pubs" => given.pubs = Some(number(flag, value)?),
+            "--subs" => given.subs = Some(number(flag, value)?),
+            "--qos" => given.qos = Some(number(flag, value)?),
+            "--rate" => given.rate = Some(positive(flag, value)?),
+            "--conns" => given.conns = Some(number(flag, value)?),
+            "--broker-pid" => given.broker_pid = Some(number(flag, value)?),
+            "--probe" => given.probe = Some(number(flag, value)?),
+            "--parallel" => given.parallel = Some(number(flag, value)?),
+            _ => return Err(Fail::Usage(format!("unknown option {flag}"))),
+        }
+    }
+    Ok(given)
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, Fail> {
+    value
+        .parse()
+        .map_err(|_| Fail::Usage(format!("{flag}: cannot read {value:?}")))
+}
+
+fn positive(flag: &str, value: &str) -> Result<f64, Fail> {
+    match number::<f64>(flag, value)? {
+        x if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(Fail::Usage(format!("{flag} must be a positive number"))),
+    }
+}
+
+/// Fills in each scenario's defaults and checks the values make sense together.
+fn resolve(scenario: Scenario, given: Given) -> Result<Options, Fail> {
+    let host = given.host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    // This tool floods whatever it points at: never anything but this machine.
+    if !host.is_loopback() {
+        return Err(Fail::Usage(format!("{host} is not a loopback address")));
+    }
+    let qos = match scenario {
+        Scenario::Qos1 => QoS::AtLeastOnce,
+        Scenario::Qos2 => QoS::ExactlyOnce,
+        _ => QoS::from_bits(given.qos.unwrap_or(0))
+            .ok_or_else(|| Fail::Usage("--qos must be 0, 1 or 2".into()))?,
+    };
+    // At most 400 messages in flight towards any one subscriber: below the QoS 0 queue
+    // of mqttd (half of --max-queued 1000) and Mosquitto's max_queued_messages 1000, so
+    // the window, not a broker's drop policy, is what holds the publishers back.
+    let default_window = match scenario {
+        Scenario::Fanin => {
+            400 / u32::try_from(given.pubs.unwrap_or(16))
+                .unwrap_or(u32::MAX)
+                .max(1)
+        }
+        Scenario::Qos1 | Scenario::Qos2 => 16,
+        _ => 400,
+    }
+    .max(1);
+    let conns = given.conns.unwrap_or(5000);
+    let options = Options {
+        scenario,
+        addr: SocketAddr::new(host, given.port.unwrap_or(1883)),
+        secs: given.secs.unwrap_or(if scenario == Scenario::Relay {
+            600.0
+        } else {
+            5.0
+        }),
+        payload: given.payload.unwrap_or(16),
+        window: given.window.unwrap_or(default_window),
+        pairs: given.pairs.unwrap_or(1),
+        pubs: given.pubs.unwrap_or(16),
+        subs: given.subs.unwrap_or(16),
+        qos,
+        rate: given
+            .rate
+            .or((scenario == Scenario::Latency).then_some(10_000.0)),
+        conns,
+        broker_pid: given.broker_pid,
+        probe: given.probe.unwrap_or(1000).min(conns),
+        parallel: given.parallel.unwrap_or(64),
+    };
+    check(&options)?;
+    Ok(options)
+}
+
+fn check(options: &Options) -> Result<(), Fail> {
+    if options.payload < STAMP_LEN || options.payload > 60_000 {
+        return Err(Fail::Usage(format!(
+            "--payload must be between {STAMP_LEN} (the stamp) and 60000"
+        )));
+    }
+    if options.window == 0 || options.window > u32::from(u16::MAX) {
+        return Err(Fail::Usage(
+            "--window must be between 1 and 65535 (Packet Identifiers)".into(),
+        ));
+    }
+    let counts = [
+        options.pairs,
+        options.pubs,
+        options.subs,
+        options.conns,
+        options.parallel,
+    ];
+    if counts.contains(&0) || options.pubs > 60_000 || options.pairs > 60_000 {
+        return Err(Fail::Usage(
+            "--pairs, --pubs, --subs, --conns and --parallel must be at least 1 (and publishers at most 60000)".into(),
+        ));
+    }
+    Ok(())
+}
