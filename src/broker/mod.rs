@@ -11,7 +11,7 @@
 //! | `sessions`      | Client Identifier → session slot        | handshake (claim, take over), teardown (store) |
 //! | `subscriptions` | the topic trie                          | SUBSCRIBE, UNSUBSCRIBE, PUBLISH routing, session end |
 //! | `retained`      | the retained messages                   | PUBLISH with RETAIN=1; a writer sending them to a new subscription |
-//! | `connections`   | every open socket, for [`Broker::stop`] | acceptor, teardown, stop                  |
+//! | `connections`   | every open socket, for [`Broker::stop`] | handshake thread, teardown, stop          |
 //!
 //! **Lock order: no code path holds two of them at once.** Each function takes one guard in
 //! a small block, copies out what it needs, and lets it drop before taking the next. With no
@@ -92,7 +92,7 @@ pub struct Broker {
     /// deletes one ([MQTT-3.1.2.7]).
     retained: Mutex<RetainedMessages>,
     /// Every open socket, including those still waiting for their CONNECT, so that
-    /// [`Broker::stop`] can close them all. Written by the acceptor and by teardown.
+    /// [`Broker::stop`] can close them all. Written by each handshake thread and by teardown.
     connections: Mutex<HashMap<ConnectionId, Socket>>,
     /// Source of connection and session ids, and of generated Client Identifiers.
     next_id: AtomicU64,
