@@ -45,6 +45,7 @@ fn an_unsupported_protocol_level_gets_connack_1_then_close_mqtt_3_1_2_2() {
     raw.send(&packet(0x10, &body));
     // CONNACK 0x01 with Session Present 0 ([MQTT-3.2.2-4]), then the close ([MQTT-3.2.2-5]).
     assert_eq!(raw.closed(), [0x20, 0x02, 0x00, 0x01]);
+    assert_still_serving(broker.local_addr());
 }
 
 #[test]
@@ -56,6 +57,7 @@ fn an_unknown_protocol_name_is_closed_without_connack_mqtt_3_1_2_1() {
     body.extend(string(b"x"));
     raw.send(&packet(0x10, &body));
     assert_eq!(raw.closed(), []);
+    assert_still_serving(broker.local_addr());
 }
 
 #[test]
@@ -75,6 +77,7 @@ fn an_empty_client_id_without_clean_session_gets_connack_2_mqtt_3_1_3_8() {
     let mut raw = Raw::tcp(broker.local_addr());
     raw.send(&connect_with(0x00, 0, ""));
     assert_eq!(raw.closed(), [0x20, 0x02, 0x00, 0x02]);
+    assert_still_serving(broker.local_addr());
 }
 
 #[test]
@@ -96,6 +99,7 @@ fn a_password_without_user_name_is_closed_without_connack_mqtt_3_1_2_22() {
     body.extend(string(b"secret"));
     raw.send(&packet(0x10, &body));
     assert_eq!(raw.closed(), []);
+    assert_still_serving(broker.local_addr());
 }
 
 #[test]
@@ -104,6 +108,7 @@ fn a_first_packet_other_than_connect_is_closed_mqtt_3_1_0_1() {
     let mut raw = Raw::tcp(broker.local_addr());
     raw.send(&PINGREQ);
     assert_eq!(raw.closed(), []);
+    assert_still_serving(broker.local_addr());
 }
 
 #[test]
@@ -139,6 +144,7 @@ fn a_connection_that_never_sends_connect_is_closed() {
     // Half a CONNECT, then silence: the deadline covers the whole packet.
     raw.send(&connect("slow", 0)[..5]);
     assert_eq!(raw.closed(), []);
+    assert_still_serving(broker.local_addr());
 }
 
 #[test]
