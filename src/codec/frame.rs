@@ -49,6 +49,17 @@ pub fn read_frame<R: Read>(
     input: &mut R,
     max_remaining_length: usize,
 ) -> Result<Frame, FrameError> {
+    read_frame_into(input, max_remaining_length, Vec::new())
+}
+
+/// Like [`read_frame`], but reads the body into `body` (emptied first), so that a reader
+/// can hand the same buffer back packet after packet instead of allocating one per packet.
+pub fn read_frame_into<R: Read>(
+    input: &mut R,
+    max_remaining_length: usize,
+    mut body: Vec<u8>,
+) -> Result<Frame, FrameError> {
+    body.clear();
     let mut byte1 = [0u8; 1];
     match input.read_exact(&mut byte1) {
         Ok(()) => {}
@@ -69,7 +80,6 @@ pub fn read_frame<R: Read>(
     }
     // Never allocate from a declared length: `read_to_end` grows the buffer as bytes
     // actually arrive, so a peer that claims 256 MB and sends 10 bytes costs 10 bytes.
-    let mut body = Vec::new();
     let wanted = u64::try_from(remaining_length).unwrap_or(u64::MAX);
     let got = input
         .take(wanted)

@@ -10,10 +10,14 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::broker::{Broker, ConnectionId};
-use crate::codec::read_frame;
+use crate::codec::read_frame_into;
 use crate::session::{Session, ToWriter, WriterSide};
 
 use super::{log_received, panic_message, trace_frame, CloseReason, Socket};
+
+/// The largest body buffer a reader keeps between packets; a bigger one, grown by a big
+/// packet, is given back rather than held for the life of the connection.
+const KEPT_BODY_CAPACITY: usize = 64 * 1024;
 
 /// How long a closing connection waits for its writer to send what is already queued.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,12 +54,14 @@ impl Reader {
     /// Reads and handles packets until the connection must end, and says why.
     fn read_loop(&mut self) -> CloseReason {
         let max_packet_size = self.broker.config.max_packet_size;
-        // Reused for every packet: what the session asks the writer to do.
+        // Reused for every packet: what the session asks the writer to do, and the buffer
+        // the packet's body is read into (decoding copies out what it keeps).
         let mut requests = Vec::new();
+        let mut body = Vec::new();
         loop {
             // The socket's read timeout is 1.5 × Keep Alive ([MQTT-3.1.2-24]): a timeout
             // here means the client went silent.
-            let frame = match read_frame(&mut self.input, max_packet_size) {
+            let frame = match read_frame_into(&mut self.input, max_packet_size, body) {
                 Ok(frame) => frame,
                 Err(e) => return CloseReason::from_frame_error(e, self.keep_alive),
             };
@@ -65,6 +71,11 @@ impl Reader {
                 Ok(packet) => packet,
                 Err(e) => return CloseReason::Malformed(e),
             };
+            // Keep the buffer for the next packet, unless one big packet made it big.
+            body = frame.body;
+            if body.capacity() > KEPT_BODY_CAPACITY {
+                body = Vec::new();
+            }
             log_received(who, &packet);
             if let Err(reason) = self.session.handle(packet, &self.broker, &mut requests) {
                 return reason;
