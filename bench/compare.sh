@@ -8,6 +8,7 @@
 #   ROUNDS=5 SECS=10 bench/compare.sh
 #   ONLY="pair8 latency" bench/compare.sh      just these scenarios (labels below)
 #   MOSQ_NODELAY=1 bench/compare.sh            add `set_tcp_nodelay true` to Mosquitto's config
+#   RAISE_MAP_COUNT=1 bench/compare.sh         raise vm.max_map_count for the run (needs root)
 #
 # Every run gets a fresh broker process on a free port in 18900-18999, started by this
 # script and stopped by the PID it recorded (and by the EXIT trap if anything goes wrong).
@@ -55,10 +56,15 @@ RESULTS=$WORK/results.txt
 BROKER_PID=""
 PORT=""
 NEXT_PORT=$PORT_FIRST
+# The vm.max_map_count to put back on exit, if RAISE_MAP_COUNT=1 changed it.
+OLD_MAP_COUNT=""
 
 # Whatever happens, the broker we started goes away, and so do our temporary files.
 cleanup() {
     stop_broker
+    if [[ -n "$OLD_MAP_COUNT" ]]; then
+        sysctl -q -w vm.max_map_count="$OLD_MAP_COUNT" && log "vm.max_map_count back to $OLD_MAP_COUNT"
+    fi
     if [[ "${KEEP_LOGS:-0}" == 1 ]]; then
         echo "logs kept in $WORK" >&2
     else
@@ -75,9 +81,15 @@ prepare() {
     ulimit -n 20000 || log "warning: could not raise ulimit -n to 20000 (now $(ulimit -n))"
     local maps
     maps=$(cat /proc/sys/vm/max_map_count 2>/dev/null || echo 0)
-    if ((maps < 200000)); then
+    if ((maps < 200000)) && [[ "${RAISE_MAP_COUNT:-0}" == 1 ]]; then
+        # Opt-in, and undone on exit: a system-wide setting, like the open-files limit
+        # above but for the whole machine.
+        sysctl -q -w vm.max_map_count=262144 && OLD_MAP_COUNT=$maps &&
+            log "vm.max_map_count raised from $maps to 262144 for this run (RAISE_MAP_COUNT=1)"
+    elif ((maps < 200000)); then
         log "note: vm.max_map_count is $maps; each thread costs about 4 memory maps, so mqttd" \
-            "(2 threads per connection) stops at about $((maps / 8)) connections (see bench/README.md)"
+            "(2 threads per connection) stops at about $((maps / 8)) connections;" \
+            "RAISE_MAP_COUNT=1 raises it for the run (see bench/README.md)"
     fi
     log "building mqttd and the load generator (release)"
     cargo build --release --quiet
