@@ -64,10 +64,31 @@ impl RetainedMessages {
         }
     }
 
+    /// Deletes the retained message of `topic`, if it has one, and prunes the nodes left
+    /// empty: the same two steps as `SubscriptionTrie::remove`.
     fn remove(&mut self, topic: &str) {
+        let Some(node) = self.find_mut(topic) else {
+            return;
+        };
+        if node.message.take().is_none() {
+            return;
+        }
+        self.len -= 1;
+        self.prune(topic);
+    }
+
+    fn find_mut(&mut self, topic: &str) -> Option<&mut Node> {
+        let mut node = &mut self.root;
+        for level in topic.split(SEPARATOR) {
+            node = node.children.get_mut(level)?;
+        }
+        Some(node)
+    }
+
+    /// Cuts off the branch of `topic` below its lowest node that still has another use
+    /// (the root, a node with a message of its own, or a node with other children).
+    fn prune(&mut self, topic: &str) {
         let levels: Vec<&str> = topic.split(SEPARATOR).collect();
-        // Find the lowest node on the path that must stay (the root, a node with a message
-        // of its own, or with other children); the branch below it goes.
         let mut node = &self.root;
         let mut cut_depth = 0;
         for (depth, level) in levels.iter().enumerate() {
@@ -79,19 +100,7 @@ impl RetainedMessages {
                 None => return,
             }
         }
-        if node.message.is_none() {
-            return;
-        }
-        self.len -= 1;
-        let mut node = &mut self.root;
-        for level in &levels {
-            match node.children.get_mut(*level) {
-                Some(child) => node = child,
-                None => return,
-            }
-        }
-        node.message = None;
-        if !node.children.is_empty() {
+        if node.message.is_some() || !node.children.is_empty() {
             return;
         }
         let mut parent = &mut self.root;
@@ -101,8 +110,7 @@ impl RetainedMessages {
                 None => return,
             }
         }
-        let removed = parent.children.remove(levels[cut_depth]);
-        drop_iteratively(removed);
+        drop_iteratively(parent.children.remove(levels[cut_depth]));
     }
 
     /// Calls `visit` for the retained message of every topic that `filter` matches, and
