@@ -188,3 +188,47 @@ fn large_payloads_and_many_messages_arrive_intact_and_in_order() {
         assert_eq!(sub.recv(), publish("bulk", &i.to_be_bytes(), 0, false, 0));
     }
 }
+
+/// The reader routes a whole read's packets before waking anyone. A packet followed by
+/// the start of the next one must still go out without waiting for the rest: the batch
+/// ends where the bytes run out, not where the read did.
+#[test]
+fn a_packet_followed_by_part_of_the_next_is_delivered_and_answered_at_once() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::subscribed(addr, "batch-sub", &["batch"]);
+    let mut publisher = Raw::connected(addr, "batch-pub");
+    let first = publish("batch", b"first", 1, false, 1);
+    let second = publish("batch", b"second", 1, false, 2);
+    // One write: a whole QoS 1 PUBLISH and the first three bytes of another.
+    let mut bytes = first.clone();
+    bytes.extend_from_slice(&second[..3]);
+    publisher.send(&bytes);
+    assert_eq!(publisher.recv(), puback(1));
+    assert_eq!(sub.recv(), publish("batch", b"first", 0, false, 0));
+    // The rest arrives later, and completes the second packet.
+    publisher.send(&second[3..]);
+    assert_eq!(publisher.recv(), puback(2));
+    assert_eq!(sub.recv(), publish("batch", b"second", 0, false, 0));
+}
+
+/// Many packets in one write form one batch: every PUBACK comes back in order
+/// ([MQTT-4.6.0-2]) and every message reaches the subscriber in order ([MQTT-4.6.0-6]).
+#[test]
+fn a_burst_in_one_write_is_answered_and_delivered_in_order_mqtt_4_6_0_2() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::subscribed(addr, "burst-sub", &["burst"]);
+    let mut publisher = Raw::connected(addr, "burst-pub");
+    let mut bytes = Vec::new();
+    for id in 1..=100u16 {
+        bytes.extend(publish("burst", &id.to_be_bytes(), 1, false, id));
+    }
+    publisher.send(&bytes);
+    for id in 1..=100u16 {
+        assert_eq!(publisher.recv(), puback(id));
+    }
+    for id in 1..=100u16 {
+        assert_eq!(sub.recv(), publish("burst", &id.to_be_bytes(), 0, false, 0));
+    }
+}

@@ -33,7 +33,7 @@ use crate::connection::Socket;
 use crate::topic::{self, SubscriptionTrie};
 
 pub use retained::RetainedMessages;
-pub use routing::{Delivery, Message, Outbox};
+pub use routing::{Delivery, Doorbells, Message, Outbox};
 pub use sessions::{Claim, SessionSlot, TAKEOVER_TIMEOUT};
 
 /// Identifies one network connection, from accept to close.

@@ -97,6 +97,24 @@ pub fn read_frame_into<R: Read>(
     })
 }
 
+/// Whether `buffered` (bytes already read from the socket but not yet taken) begins with a
+/// whole packet, so that [`read_frame`] can take it without touching the socket again.
+///
+/// The reader asks this to know when a batch ends: before a read that may block, it hands
+/// over what the batch produced (see `connection::reader`). A malformed Remaining Length
+/// counts as whole: reading it fails without waiting for more bytes.
+pub fn holds_whole_packet(buffered: &[u8]) -> bool {
+    let Some((_byte1, mut rest)) = buffered.split_first() else {
+        return false;
+    };
+    match read_remaining_length(&mut rest) {
+        Ok(remaining_length) => rest.len() >= remaining_length,
+        Err(LengthError::Malformed(_)) => true,
+        // The Remaining Length itself is cut short.
+        Err(LengthError::Io(_)) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +173,21 @@ mod tests {
             read_frame(&mut stream, 1024),
             Err(FrameError::Io(_))
         ));
+    }
+
+    #[test]
+    fn a_buffer_holds_a_whole_packet_only_once_its_body_is_there() {
+        // PUBLISH QoS 0, topic "a/b", payload "x": 30 06 00 03 'a' '/' 'b' 'x'.
+        let publish = [0x30, 0x06, 0x00, 0x03, b'a', b'/', b'b', b'x'];
+        for cut in 0..publish.len() {
+            assert!(!holds_whole_packet(&publish[..cut]), "cut at {cut}");
+        }
+        assert!(holds_whole_packet(&publish));
+        // A whole PINGREQ (C0 00) followed by part of the next packet.
+        assert!(holds_whole_packet(&[0xC0, 0x00, 0x30]));
+        // A Remaining Length still waiting for its next byte ...
+        assert!(!holds_whole_packet(&[0x30, 0x80, 0x80]));
+        // ... and one with a fifth byte, which fails without more input.
+        assert!(holds_whole_packet(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]));
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::broker::{Broker, ConnectionId};
-use crate::codec::read_frame_into;
+use crate::broker::{Broker, ConnectionId, Doorbells};
+use crate::codec::{holds_whole_packet, read_frame_into};
 use crate::session::{Session, ToWriter, WriterSide};
 
 use super::{log_received, panic_message, trace_frame, CloseReason, Socket};
@@ -53,12 +53,37 @@ impl Reader {
 
     /// Reads and handles packets until the connection must end, and says why.
     fn read_loop(&mut self) -> CloseReason {
-        let max_packet_size = self.broker.config.max_packet_size;
-        // Reused for every packet: what the session asks the writer to do, and the buffer
-        // the packet's body is read into (decoding copies out what it keeps).
+        // What the current batch has produced: requests for our writer, and the
+        // subscribers' writers to wake. Both are reused from batch to batch.
         let mut requests = Vec::new();
+        let mut doorbells = Doorbells::new();
+        let reason = self.read_batches(&mut requests, &mut doorbells);
+        // The packets before the last one may have asked for something (the PUBACK for a
+        // PUBLISH that came just before DISCONNECT, say): it still goes out, if it can.
+        let _ = self.hand_over(&mut requests, &mut doorbells);
+        reason
+    }
+
+    /// The loop itself. A *batch* is every whole packet already in the input buffer: one
+    /// `read` from the socket often brings hundreds. Each is handled as it comes, but what
+    /// it produces is handed over only when the batch ends, just before a read that may
+    /// block: so a burst of PUBLISHes wakes each subscriber's writer once, and our own
+    /// writer once for all the PUBACKs, instead of once per packet.
+    fn read_batches(
+        &mut self,
+        requests: &mut Vec<ToWriter>,
+        doorbells: &mut Doorbells,
+    ) -> CloseReason {
+        let max_packet_size = self.broker.config.max_packet_size;
+        // The buffer each packet's body is read into, reused (decoding copies out what it
+        // keeps).
         let mut body = Vec::new();
         loop {
+            if !holds_whole_packet(self.input.buffer()) {
+                if let Err(reason) = self.hand_over(requests, doorbells) {
+                    return reason;
+                }
+            }
             // The socket's read timeout is 1.5 × Keep Alive ([MQTT-3.1.2-24]): a timeout
             // here means the client went silent.
             let frame = match read_frame_into(&mut self.input, max_packet_size, body) {
@@ -77,16 +102,33 @@ impl Reader {
                 body = Vec::new();
             }
             log_received(who, &packet);
-            if let Err(reason) = self.session.handle(packet, &self.broker, &mut requests) {
+            if let Err(reason) = self
+                .session
+                .handle(packet, &self.broker, requests, doorbells)
+            {
                 return reason;
             }
-            for request in requests.drain(..) {
-                // Fails only if the writer has exited, because the socket failed.
-                if self.control.send(request).is_err() {
-                    return CloseReason::PeerClosed;
-                }
+        }
+    }
+
+    /// Ends a batch: wakes the writers of the subscribers it fed, and passes its requests
+    /// to our writer, in the order the packets came (PUBACKs and PUBRECs in the order of
+    /// their PUBLISHes, [MQTT-4.6.0-2] [MQTT-4.6.0-3]).
+    fn hand_over(
+        &self,
+        requests: &mut Vec<ToWriter>,
+        doorbells: &mut Doorbells,
+    ) -> Result<(), CloseReason> {
+        doorbells.ring();
+        for request in requests.drain(..) {
+            // Blocks while the control channel is full (our client is slow to read its
+            // answers, so we stop reading its requests). Fails only if the writer has
+            // exited, because the socket failed.
+            if self.control.send(request).is_err() {
+                return Err(CloseReason::PeerClosed);
             }
         }
+        Ok(())
     }
 
     /// Ends the connection: stop the writer and take its side of the session back, log

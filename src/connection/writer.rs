@@ -1,11 +1,12 @@
 //! The writer thread, `tx:<client id>`: the only code that writes to a client's socket, and
 //! the owner of the session's outgoing QoS state while the client is connected.
 //!
-//! It waits on two channels at once: what its own reader asks (control) and the messages
-//! routed to its session (deliveries). It reads deliveries only while the in-flight window
-//! has room, so a client that stops acknowledging stops the flow to itself and nobody else:
-//! the messages wait in the session's bounded Outbox. Each packet goes into a `BufWriter`,
-//! flushed only when both channels are momentarily empty, so a burst of a hundred messages
+//! It sleeps on two channels at once: what its own reader asks (control), and the bell of
+//! its session's Outbox, which publishers ring after routing a batch of messages to it.
+//! Awake, it takes deliveries from the Outbox only while the in-flight window has room, so
+//! a client that stops acknowledging stops the flow to itself and nobody else: the
+//! messages wait in the session's bounded Outbox. Each packet goes into a `BufWriter`,
+//! flushed only when there is nothing more to take, so a burst of a hundred messages
 //! leaves in a few `write` system calls instead of a hundred.
 
 use std::io::{self, BufWriter, Write};
@@ -141,18 +142,32 @@ impl Writer {
         deliveries: &Receiver<Delivery>,
         outbound: &mut Outbound,
     ) -> Option<Work> {
-        if let Some(deferred) = outbound.next_deferred() {
-            return Some(Work::Delivery(deferred));
-        }
         let never = crossbeam_channel::never();
-        let source = if accepts_new(outbound) {
-            deliveries
-        } else {
-            &never
-        };
-        select! {
-            recv(self.control) -> request => request.ok().map(Work::Control),
-            recv(source) -> delivery => delivery.ok().map(Work::Delivery),
+        loop {
+            if let Some(deferred) = outbound.next_deferred() {
+                return Some(Work::Delivery(deferred));
+            }
+            // Look at the queue before sleeping: it may hold messages that arrived while
+            // the window was full, or after the last ring was taken.
+            if accepts_new(outbound) {
+                if let Ok(delivery) = deliveries.try_recv() {
+                    return Some(Work::Delivery(delivery));
+                }
+            }
+            // Sleep until our reader asks for something or a publisher rings. Taking the
+            // ring comes before looking at the queue again (the next turn of this loop), so
+            // a message queued after our look always has a ring after it that we have yet
+            // to take. With the window full, rings are left waiting: only an
+            // acknowledgement, which comes through control, can make room.
+            let bell = if accepts_new(outbound) {
+                self.outbox.bell()
+            } else {
+                &never
+            };
+            select! {
+                recv(self.control) -> request => return request.ok().map(Work::Control),
+                recv(bell) -> _ring => {}
+            }
         }
     }
 

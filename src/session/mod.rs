@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 
-use crate::broker::{Broker, Delivery, Message, Outbox, SessionId};
+use crate::broker::{Broker, Delivery, Doorbells, Message, Outbox, SessionId};
 use crate::codec::{
     Packet, PacketId, Publish, QoS, Suback, Subscribe, SubscribeReturnCode, Unsubscribe, Will,
 };
@@ -178,15 +178,17 @@ impl Session {
     }
 
     /// Carries out one packet from the client: appends to `out` what the writer must do,
-    /// or returns why the connection must close.
+    /// or returns why the connection must close. A PUBLISH is routed at once, and the
+    /// subscribers' writers to wake are added to `doorbells`, for the caller to ring.
     pub fn handle(
         &mut self,
         packet: Packet,
         broker: &Broker,
         out: &mut Vec<ToWriter>,
+        doorbells: &mut Doorbells,
     ) -> Result<(), CloseReason> {
         match packet {
-            Packet::Publish(publish) => self.handle_publish(publish, broker, out),
+            Packet::Publish(publish) => self.handle_publish(publish, broker, out, doorbells),
             Packet::Pubrel(id) => out.push(ToWriter::Send(self.handle_pubrel(id))),
             Packet::Puback(id) => out.push(ToWriter::Ack(ClientAck::Puback(id))),
             Packet::Pubrec(id) => out.push(ToWriter::Ack(ClientAck::Pubrec(id))),
@@ -221,7 +223,13 @@ impl Session {
     }
 
     /// Routes an incoming PUBLISH and answers it according to its QoS ([MQTT-3.3.4-1]).
-    fn handle_publish(&mut self, publish: Publish, broker: &Broker, out: &mut Vec<ToWriter>) {
+    fn handle_publish(
+        &mut self,
+        publish: Publish,
+        broker: &Broker,
+        out: &mut Vec<ToWriter>,
+        doorbells: &mut Doorbells,
+    ) {
         #[cfg(feature = "fault-injection")]
         crate::fault::inject(&publish.topic, crate::fault::PANIC_IN_READER);
         let message = Message {
@@ -232,7 +240,7 @@ impl Session {
         };
         match (publish.qos, publish.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
-                broker.publish(&message);
+                broker.publish(&message, doorbells);
                 // [MQTT-4.3.2-2] PUBACK after taking ownership; a later PUBLISH with the same
                 // id is a new message, whatever its DUP flag.
                 out.push(ToWriter::Send(Packet::Puback(id)));
@@ -241,12 +249,12 @@ impl Session {
                 // [MQTT-4.3.3-2] route on the first PUBLISH with this id only; a re-send
                 // before PUBREL gets PUBREC again and is not routed a second time.
                 if self.awaiting_release.insert(id) {
-                    broker.publish(&message);
+                    broker.publish(&message, doorbells);
                 }
                 out.push(ToWriter::Send(Packet::Pubrec(id)));
             }
             // QoS 0 (the decoder guarantees an identifier exactly when QoS > 0).
-            _ => broker.publish(&message),
+            _ => broker.publish(&message, doorbells),
         }
     }
 
@@ -307,12 +315,16 @@ impl Session {
                 self.client_id,
                 will.topic
             );
-            broker.publish(&Message {
-                topic: Arc::from(will.topic.as_str()),
-                payload: Arc::from(will.message),
-                qos: will.qos,
-                retain: will.retain,
-            });
+            // A batch of one: the Doorbells ring as they are dropped, at the end of the line.
+            broker.publish(
+                &Message {
+                    topic: Arc::from(will.topic.as_str()),
+                    payload: Arc::from(will.message),
+                    qos: will.qos,
+                    retain: will.retain,
+                },
+                &mut Doorbells::new(),
+            );
         }
     }
 
@@ -352,7 +364,8 @@ mod tests {
     /// Runs one packet and returns what it asked of the writer.
     fn run(s: &mut Session, broker: &Broker, packet: Packet) -> Vec<ToWriter> {
         let mut out = Vec::new();
-        s.handle(packet, broker, &mut out).unwrap();
+        s.handle(packet, broker, &mut out, &mut Doorbells::new())
+            .unwrap();
         out
     }
 
@@ -563,7 +576,12 @@ mod tests {
         };
         let mut s = Session::open(&broker, "w".into(), true, Some(will), None).session;
         let reason = s
-            .handle(Packet::Disconnect, &broker, &mut Vec::new())
+            .handle(
+                Packet::Disconnect,
+                &broker,
+                &mut Vec::new(),
+                &mut Doorbells::new(),
+            )
             .unwrap_err();
         assert!(matches!(reason, CloseReason::ClientDisconnected));
         s.publish_will(&broker);
@@ -586,7 +604,12 @@ mod tests {
             password: None,
         };
         let reason = s
-            .handle(Packet::Connect(connect), &broker, &mut Vec::new())
+            .handle(
+                Packet::Connect(connect),
+                &broker,
+                &mut Vec::new(),
+                &mut Doorbells::new(),
+            )
             .unwrap_err();
         assert!(matches!(
             reason,
@@ -606,7 +629,9 @@ mod tests {
             code: crate::codec::ConnectReturnCode::Accepted,
         });
         for packet in [connack, Packet::Pingresp, Packet::Unsuback(1)] {
-            let reason = s.handle(packet, &broker, &mut Vec::new()).unwrap_err();
+            let reason = s
+                .handle(packet, &broker, &mut Vec::new(), &mut Doorbells::new())
+                .unwrap_err();
             assert!(reason.is_violation());
         }
     }
