@@ -16,7 +16,7 @@
 //! [`reaction_to`] is the one place that decides between "refuse with a CONNACK code" and
 //! "close without a word".
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +28,7 @@ use crate::codec::{
 };
 
 use super::close::{is_timeout, CloseReason};
+use super::input::Input;
 use super::reader::Reader;
 use super::writer::Writer;
 use super::{
@@ -90,9 +91,9 @@ fn accept(
     peer: &str,
     broker: &Arc<Broker>,
 ) -> Result<(), Refusal> {
-    // The BufReader may read bytes the client sent after its CONNECT (clients need not wait
+    // The input buffer may hold bytes the client sent after its CONNECT (clients need not wait
     // for CONNACK, §3.1.4); it is handed to the reader thread so none of them is lost.
-    let mut input = BufReader::new(socket.clone());
+    let mut input = Input::new(socket.clone());
     let connect = read_connect(&mut input, socket, broker, peer)?;
     let client_id = assign_client_id(&connect, broker)?;
     // [MQTT-3.1.2-24] from now on, the read timeout is the keepalive timer.
@@ -139,7 +140,7 @@ fn accept(
 
 /// Reads the first packet, which must be a CONNECT, within the configured time.
 fn read_connect(
-    input: &mut BufReader<Socket>,
+    input: &mut Input,
     socket: &Socket,
     broker: &Broker,
     peer: &str,
@@ -251,7 +252,7 @@ fn refuse(socket: &Socket, peer: &str, refusal: Refusal) {
 
 /// Starts the reader and writer threads of an accepted connection.
 fn start_session_threads(
-    input: BufReader<Socket>,
+    input: Input,
     socket: &Socket,
     connection: ConnectionId,
     keep_alive: u16,
@@ -350,7 +351,7 @@ fn spawn_named<T: Send + 'static>(
 /// A reader that gives up when a deadline passes, however the bytes trickle in: the
 /// CONNECT must be *complete* within the time allowed, not merely started.
 struct Deadline<'a> {
-    input: &'a mut BufReader<Socket>,
+    input: &'a mut Input,
     socket: &'a Socket,
     until: Instant,
 }

@@ -11,18 +11,18 @@
 //!          ┌─────────────┴──────────────┐
 //!          ▼                            ▼
 //!   "rx:sensor-1" reader           "tx:sensor-1" writer
-//!   BufReader on the socket        BufWriter on the same socket
-//!   decodes packets, runs the      receives from two channels:
-//!   protocol (session::Session),     control:    what its own reader asks (answers
-//!   routes PUBLISH via the broker,                such as SUBACK and PUBACK, "send the
-//!   sends ToWriter ──control──▶                   retained messages of this filter", the
-//!                                                 client's PUBACK/PUBREC/PUBCOMP)
-//!                                    deliveries: messages routed to this session by any
-//!                                                publisher's reader (the session's Outbox),
-//!                                                read only while the in-flight window
-//!                                                has room
+//!   Input (a buffer that follows   one batch buffer on the same socket
+//!   the traffic) on the socket     sleeps on two channels:
+//!   decodes packets, runs the        control: what its own reader asks (answers
+//!   protocol (session::Session),              such as SUBACK and PUBACK, "send the
+//!   routes PUBLISH via the broker;            retained messages of this filter", the
+//!   at the end of each batch rings            client's PUBACK/PUBREC/PUBCOMP)
+//!   the Outboxes it fed and sends    bell:    rung by any publisher's reader after
+//!   ToWriter ──control──▶                     it queued messages in this session's
+//!                                             Outbox; the Outbox is read only while
+//!                                             the in-flight window has room
 //!                                  owns the outgoing QoS state (session::Outbound),
-//!                                  writes each packet, flushes when both are empty
+//!                                  encodes all that is ready, one write per batch
 //! ```
 //!
 //! Who owns what:
@@ -44,6 +44,7 @@
 
 mod close;
 mod handshake;
+mod input;
 mod reader;
 mod socket;
 mod writer;

@@ -1,7 +1,6 @@
 //! The reader thread, `rx:<client id>`: reads packets, lets the session act on them, passes
 //! what must be sent to the writer, and tears the connection down when it ends.
 
-use std::io::BufReader;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,6 +12,7 @@ use crate::broker::{Broker, ConnectionId, Doorbells};
 use crate::codec::{holds_whole_packet, read_frame_into};
 use crate::session::{Session, ToWriter, WriterSide};
 
+use super::input::Input;
 use super::{log_received, panic_message, trace_frame, CloseReason, Socket};
 
 /// The largest body buffer a reader keeps between packets; a bigger one, grown by a big
@@ -25,7 +25,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Everything the reader thread owns.
 pub(super) struct Reader {
     /// The socket's read side, buffered. It may already hold bytes read during the handshake.
-    pub input: BufReader<Socket>,
+    pub input: Input,
     /// The same socket, to shut it down at the end.
     pub socket: Socket,
     pub connection: ConnectionId,
