@@ -80,7 +80,7 @@ fn connect() -> impl Strategy<Value = Packet> {
                     Some((user, password)) => (Some(user), password),
                     None => (None, None),
                 };
-                Packet::Connect(Connect {
+                Packet::Connect(Box::new(Connect {
                     protocol: if v311 {
                         ProtocolVersion::V3_1_1
                     } else {
@@ -92,7 +92,7 @@ fn connect() -> impl Strategy<Value = Packet> {
                     will,
                     username,
                     password,
-                })
+                }))
             },
         )
 }

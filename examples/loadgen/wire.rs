@@ -209,7 +209,7 @@ impl PublishTemplate {
 /// never sleeps long enough to need PINGREQ, and an idle `conns` connection should cost
 /// the broker nothing but its memory).
 pub fn connect(client_id: &str) -> Packet {
-    Packet::Connect(Connect {
+    Packet::Connect(Box::new(Connect {
         protocol: ProtocolVersion::V3_1_1,
         clean_session: true,
         keep_alive: 0,
@@ -217,7 +217,7 @@ pub fn connect(client_id: &str) -> Packet {
         will: None,
         username: None,
         password: None,
-    })
+    }))
 }
 
 /// SUBSCRIBE to one filter; the load generator only ever uses Packet Identifier 1 for it.

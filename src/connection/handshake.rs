@@ -39,7 +39,7 @@ use crate::session::{Opened, Session};
 /// How many requests the reader may queue for its writer before it waits. The reader
 /// waiting on its *own* writer only slows down this client, which is the right place for
 /// back-pressure: a client that sends faster than it reads the answers is throttled. A
-/// bounded crossbeam channel allocates its slots up front (136 bytes each here), so this is
+/// bounded crossbeam channel allocates its slots up front (48 bytes each here), so this is
 /// kept small: every idle client pays for it.
 const CONTROL_QUEUE: usize = 16;
 
@@ -163,7 +163,7 @@ fn read_connect(
     let packet = frame.decode().map_err(reaction_to)?;
     log_received(peer, &packet);
     match packet {
-        Packet::Connect(connect) => Ok(connect),
+        Packet::Connect(connect) => Ok(*connect),
         // [MQTT-3.1.0-1] the first packet must be CONNECT.
         other => Err(Refusal::Close(CloseReason::Violation {
             rule: "[MQTT-3.1.0-1]",
@@ -281,7 +281,11 @@ fn start_session_threads(
         what: format!("cannot start a connection thread: {e}"),
     };
     let reader_thread = spawn_named(format!("rx:{client_id}"), move || {
-        if let Ok(reader) = handed.recv() {
+        let received = handed.recv();
+        // The channel has done its job: free it now rather than when the connection ends
+        // (it holds a slot as big as a `Reader`).
+        drop(handed);
+        if let Ok(reader) = received {
             reader.run();
         }
     });

@@ -63,6 +63,15 @@ pub use socket::Socket;
 /// memory use; this bounds the worst case. Decoding and routing never recurse deeply.
 pub const THREAD_STACK_SIZE: usize = 256 * 1024;
 
+/// Stack size of the short-lived handshake thread: a different size on purpose. glibc
+/// keeps the stacks of finished threads and hands them to new threads that ask for the
+/// same size, pages already touched included. A handshake (decoding the CONNECT, logging
+/// it) touches more of its stack than an idle reader or writer ever does, so if its stack
+/// were passed on to the reader or writer of a later connection, that connection would
+/// hold the extra pages for its whole life. Measured with 3 000 connections opened 32 at a
+/// time: 18.5 KiB of stack per connection with one size for all, 16 KiB with two.
+const HANDSHAKE_STACK_SIZE: usize = 128 * 1024;
+
 /// Starts handling a freshly accepted TCP connection on its own handshake thread.
 pub fn spawn(stream: TcpStream, broker: Arc<Broker>) {
     // Small packets (PUBACK, PINGRESP) should leave now, not wait for Nagle's algorithm;
@@ -77,7 +86,7 @@ pub fn spawn(stream: TcpStream, broker: Arc<Broker>) {
     // while starting, the socket is closed with it and nothing is left registered.
     let spawned = std::thread::Builder::new()
         .name(format!("hs:{peer}"))
-        .stack_size(THREAD_STACK_SIZE)
+        .stack_size(HANDSHAKE_STACK_SIZE)
         .spawn(move || handshake::run(socket, peer, broker));
     if let Err(e) = spawned {
         log::error!("cannot start a thread for a new connection: {e}");

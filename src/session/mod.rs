@@ -605,7 +605,7 @@ mod tests {
         };
         let reason = s
             .handle(
-                Packet::Connect(connect),
+                Packet::Connect(Box::new(connect)),
                 &broker,
                 &mut Vec::new(),
                 &mut Doorbells::new(),
