@@ -43,6 +43,7 @@ impl Server {
             .name("acceptor".into())
             .spawn(move || accept_loop(listener, acceptor_broker))?;
         log::info!("mqttd listening on {local_addr}");
+        warn_if_the_kernel_allows_fewer(broker.config.max_connections);
         Ok(Server {
             local_addr,
             broker,
@@ -113,6 +114,39 @@ fn refuse_over_limit(stream: TcpStream, limit: usize) {
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
+/// Maps the process uses besides its connections (binary, libraries, heaps, the acceptor);
+/// measured about 70, rounded up.
+const MEMORY_MAPS_BESIDES_CONNECTIONS: usize = 200;
+
+/// How many connections a `vm.max_map_count` of `max_map_count` leaves room for.
+fn connections_allowed_by(max_map_count: usize) -> usize {
+    max_map_count.saturating_sub(MEMORY_MAPS_BESIDES_CONNECTIONS)
+        / connection::MEMORY_MAPS_PER_CONNECTION
+}
+
+/// Says at start-up if the kernel will refuse threads before `--max-connections` is
+/// reached. Past that point each new client still gets a clean refusal (CONNACK 0x03, see
+/// `connection::handshake`), but an operator should know why, and how to raise the limit.
+fn warn_if_the_kernel_allows_fewer(max_connections: usize) {
+    let Some(max_map_count) = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+    else {
+        return; // not Linux, or not readable: nothing to say
+    };
+    let allowed = connections_allowed_by(max_map_count);
+    if allowed < max_connections {
+        log::warn!(
+            "--max-connections is {max_connections}, but vm.max_map_count ({max_map_count}) leaves \
+             room for about {allowed} connections ({} memory maps each: two threads); \
+             to reach {max_connections}, raise it: sysctl -w vm.max_map_count={}",
+            connection::MEMORY_MAPS_PER_CONNECTION,
+            max_connections * connection::MEMORY_MAPS_PER_CONNECTION
+                + MEMORY_MAPS_BESIDES_CONNECTIONS
+        );
+    }
+}
+
 fn accept_loop(listener: TcpListener, broker: Arc<Broker>) {
     for stream in listener.incoming() {
         if broker.is_stopping() {
@@ -130,5 +164,18 @@ fn accept_loop(listener: TcpListener, broker: Arc<Broker>) {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_map_limit_leaves_room_for_about_8000_connections() {
+        assert_eq!(connections_allowed_by(65_530), 8_166);
+        assert_eq!(connections_allowed_by(100), 0);
+        // What the warning tells an operator to set is enough for what they asked.
+        assert!(connections_allowed_by(10_000 * 8 + 200) >= 10_000);
     }
 }
