@@ -7,7 +7,7 @@
 #   QUICK=1 bench/compare.sh     1 round of 2 s runs
 #   ROUNDS=5 SECS=10 bench/compare.sh
 #   ONLY="pair8 latency" bench/compare.sh      just these scenarios (labels below)
-#   MOSQ_NODELAY=1 bench/compare.sh            add `set_tcp_nodelay true` to Mosquitto's config
+#   MOSQ_NODELAY=0 bench/compare.sh            leave Mosquitto's default, Nagle's algorithm on
 #   RAISE_MAP_COUNT=1 bench/compare.sh         raise vm.max_map_count for the run (needs root)
 #
 # Every run gets a fresh broker process on a free port in 18900-18999, started by this
@@ -134,7 +134,9 @@ start_broker() {
             echo "max_inflight_messages 20"
             echo "persistence false"
             echo "log_type error"
-            if [[ "${MOSQ_NODELAY:-0}" == 1 ]]; then echo "set_tcp_nodelay true"; fi
+            # Like mqttd, which sets TCP_NODELAY on every connection: otherwise Mosquitto's
+            # latency is mostly delayed ACKs (see bench/README.md).
+            if [[ "${MOSQ_NODELAY:-1}" == 1 ]]; then echo "set_tcp_nodelay true"; fi
         } >"$WORK/mosquitto.conf"
         $MOSQUITTO -c "$WORK/mosquitto.conf" >"$WORK/broker.log" 2>&1 &
         ;;
