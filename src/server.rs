@@ -34,16 +34,16 @@ pub struct Server {
 
 impl Server {
     /// Binds `config.bind` (port 0 picks a free port) and starts accepting connections.
-    pub fn start(config: Config) -> io::Result<Server> {
+    pub fn start(mut config: Config) -> io::Result<Server> {
         let listener = TcpListener::bind(config.bind)?;
         let local_addr = listener.local_addr()?;
+        log::info!("mqttd listening on {local_addr}");
+        config.max_connections = within_the_kernels_map_limit(config.max_connections);
         let broker = Arc::new(Broker::new(config));
         let acceptor_broker = Arc::clone(&broker);
         let acceptor = std::thread::Builder::new()
             .name("acceptor".into())
             .spawn(move || accept_loop(listener, acceptor_broker))?;
-        log::info!("mqttd listening on {local_addr}");
-        warn_if_the_kernel_allows_fewer(broker.config.max_connections);
         Ok(Server {
             local_addr,
             broker,
@@ -110,41 +110,51 @@ fn refuse_over_limit(stream: TcpStream, limit: usize) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string());
-    log::warn!("refusing connection from {peer}: {limit} connections are open (--max-connections)");
+    log::warn!(
+        "refusing connection from {peer}: {limit} connections are open, the limit \
+         (--max-connections, or less if vm.max_map_count allows less: see the start-up log)"
+    );
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
-/// Maps the process uses besides its connections (binary, libraries, heaps, the acceptor);
-/// measured about 70, rounded up.
-const MEMORY_MAPS_BESIDES_CONNECTIONS: usize = 200;
+/// Maps kept free for everything but the connections' steady state: the binary, libraries
+/// and heaps (about 70, measured), and handshakes in progress, each of which briefly has a
+/// third thread (4 maps; room for about 500 at once).
+const MEMORY_MAPS_HEADROOM: usize = 2_200;
 
 /// How many connections a `vm.max_map_count` of `max_map_count` leaves room for.
 fn connections_allowed_by(max_map_count: usize) -> usize {
-    max_map_count.saturating_sub(MEMORY_MAPS_BESIDES_CONNECTIONS)
-        / connection::MEMORY_MAPS_PER_CONNECTION
+    max_map_count.saturating_sub(MEMORY_MAPS_HEADROOM) / connection::MEMORY_MAPS_PER_CONNECTION
 }
 
-/// Says at start-up if the kernel will refuse threads before `--max-connections` is
-/// reached. Past that point each new client still gets a clean refusal (CONNACK 0x03, see
-/// `connection::handshake`), but an operator should know why, and how to raise the limit.
-fn warn_if_the_kernel_allows_fewer(max_connections: usize) {
+/// `max_connections`, lowered if the kernel's `vm.max_map_count` would run out first.
+///
+/// This is not only about a friendlier refusal. When a process is out of maps, creating a
+/// thread fails one of two ways: cleanly, when glibc cannot map the new stack (the client
+/// then gets CONNACK 0x03), or fatally, when the thread has started and Rust's standard
+/// library cannot map its signal stack: that panic happens before any of our code, where
+/// nothing can catch it, and aborts the whole broker (seen in the `conns` benchmark with
+/// 10 000 clients). So the acceptor must refuse new connections, without starting a thread
+/// for them, before the maps run out.
+fn within_the_kernels_map_limit(max_connections: usize) -> usize {
     let Some(max_map_count) = std::fs::read_to_string("/proc/sys/vm/max_map_count")
         .ok()
         .and_then(|text| text.trim().parse::<usize>().ok())
     else {
-        return; // not Linux, or not readable: nothing to say
+        return max_connections; // not Linux, or not readable: nothing to go by
     };
     let allowed = connections_allowed_by(max_map_count);
     if allowed < max_connections {
         log::warn!(
-            "--max-connections is {max_connections}, but vm.max_map_count ({max_map_count}) leaves \
-             room for about {allowed} connections ({} memory maps each: two threads); \
-             to reach {max_connections}, raise it: sysctl -w vm.max_map_count={}",
+            "--max-connections is {max_connections}, but vm.max_map_count ({max_map_count}) \
+             leaves room for about {allowed} connections ({} memory maps each: two threads), \
+             so at most {allowed} are accepted; to allow {max_connections}, raise it: \
+             sysctl -w vm.max_map_count={}",
             connection::MEMORY_MAPS_PER_CONNECTION,
-            max_connections * connection::MEMORY_MAPS_PER_CONNECTION
-                + MEMORY_MAPS_BESIDES_CONNECTIONS
+            max_connections * connection::MEMORY_MAPS_PER_CONNECTION + MEMORY_MAPS_HEADROOM
         );
     }
+    max_connections.min(allowed)
 }
 
 fn accept_loop(listener: TcpListener, broker: Arc<Broker>) {
@@ -173,9 +183,9 @@ mod tests {
 
     #[test]
     fn the_default_map_limit_leaves_room_for_about_8000_connections() {
-        assert_eq!(connections_allowed_by(65_530), 8_166);
+        assert_eq!(connections_allowed_by(65_530), 7_916);
         assert_eq!(connections_allowed_by(100), 0);
         // What the warning tells an operator to set is enough for what they asked.
-        assert!(connections_allowed_by(10_000 * 8 + 200) >= 10_000);
+        assert!(connections_allowed_by(10_000 * 8 + MEMORY_MAPS_HEADROOM) >= 10_000);
     }
 }
