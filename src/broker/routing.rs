@@ -164,7 +164,7 @@ impl Outbox {
     }
 
     /// Queues a delivery without waiting, and without waking the writer: the caller must
-    /// hand the Outbox to a [`Doorbells`] (as [`Broker::publish`] does) or ring it itself.
+    /// hand the Outbox to a [`Doorbells`], as [`Broker::publish`] does.
     pub fn offer(&self, delivery: Delivery) -> Offer {
         // [MQTT-3.1.2-5] only QoS 1 and 2 messages are kept for a client that is away
         // (queueing QoS 0 would be allowed; like Mosquitto's default, we do not).
@@ -187,7 +187,7 @@ impl Outbox {
     }
 
     /// Wakes the writer, if it sleeps, to look at the queue.
-    pub fn ring(&self) {
+    fn ring(&self) {
         // Clear the flag first: a message queued after this point finds it clear and has
         // its publisher ring again, so nothing queued is left without a ring after it.
         // (AcqRel: whatever a publisher queued before setting the flag is visible to us,
