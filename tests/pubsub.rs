@@ -232,3 +232,73 @@ fn a_burst_in_one_write_is_answered_and_delivered_in_order_mqtt_4_6_0_2() {
         assert_eq!(sub.recv(), publish("burst", &id.to_be_bytes(), 0, false, 0));
     }
 }
+
+/// Many publishers feed many subscribers at once. A writer is woken once per batch, by
+/// whichever reader fed it first, so a lost wake-up would leave messages sitting in a queue
+/// and this test would time out. Every subscriber must get every message, each publisher's
+/// in the order sent ([MQTT-4.6.0-6]), whatever the sizes of the bursts.
+#[test]
+fn concurrent_bursts_from_many_publishers_all_arrive_in_order_mqtt_4_6_0_6() {
+    const PUBLISHERS: u8 = 4;
+    const SUBSCRIBERS: usize = 4;
+    const MESSAGES: u16 = 2_000;
+    let broker = start_broker_with(mqttd::Config {
+        // Room for everything: this test is about wake-ups, not about drops.
+        max_queued_messages: 100_000,
+        ..mqttd::Config::default()
+    });
+    let addr = broker.local_addr();
+    let readers: Vec<_> = (0..SUBSCRIBERS)
+        .map(|i| Raw::subscribed(addr, &format!("wake-sub-{i}"), &["wake/#"]))
+        .map(|mut sub| {
+            std::thread::spawn(move || {
+                let mut next = [0u16; PUBLISHERS as usize];
+                for _ in 0..u32::from(PUBLISHERS) * u32::from(MESSAGES) {
+                    let got = sub.recv_publish();
+                    let from = usize::from(got.payload[0]);
+                    let seq = u16::from_be_bytes([got.payload[1], got.payload[2]]);
+                    assert_eq!(seq, next[from], "publisher {from}'s messages in order");
+                    next[from] += 1;
+                }
+                next
+            })
+        })
+        .collect();
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            std::thread::spawn(move || {
+                let mut publisher = Raw::connected(addr, &format!("wake-pub-{p}"));
+                let topic = format!("wake/{p}");
+                let (mut seq, mut burst) = (0u16, u16::from(p) + 1);
+                while seq < MESSAGES {
+                    // Bursts of 1 to 64 QoS 1 PUBLISHes in one write: batches of every size.
+                    let first = seq;
+                    let mut bytes = Vec::new();
+                    while seq < MESSAGES && seq - first < burst {
+                        let [high, low] = seq.to_be_bytes();
+                        bytes.extend(publish(&topic, &[p, high, low], 1, false, seq + 1));
+                        seq += 1;
+                    }
+                    publisher.send(&bytes);
+                    for id in first + 1..=seq {
+                        assert_eq!(publisher.recv(), puback(id));
+                    }
+                    burst = burst * 7 % 64 + 1;
+                }
+                publisher
+            })
+        })
+        .collect();
+    // The publishers stay connected until every message has arrived: a connection that
+    // ends rings whatever its reader had not rung yet, which could hide a missed ring.
+    let _connected: Vec<Raw> = publishers
+        .into_iter()
+        .map(|publisher| publisher.join().expect("publisher thread"))
+        .collect();
+    for reader in readers {
+        assert_eq!(
+            reader.join().expect("subscriber thread"),
+            [MESSAGES; PUBLISHERS as usize]
+        );
+    }
+}
