@@ -145,11 +145,11 @@ fn within_the_kernels_map_limit(max_connections: usize) -> usize {
     };
     let allowed = connections_allowed_by(max_map_count);
     if allowed < max_connections {
-        log::warn!(
-            "--max-connections is {max_connections}, but vm.max_map_count ({max_map_count}) \
-             leaves room for about {allowed} connections ({} memory maps each: two threads), \
-             so at most {allowed} are accepted; to allow {max_connections}, raise it: \
-             sysctl -w vm.max_map_count={}",
+        // Information, not a fault: with Linux's default limit this is every start-up.
+        log::info!(
+            "accepting at most {allowed} connections: vm.max_map_count ({max_map_count}) \
+             leaves room for no more ({} memory maps each: two threads); for \
+             {max_connections} (--max-connections), raise it: sysctl -w vm.max_map_count={}",
             connection::MEMORY_MAPS_PER_CONNECTION,
             max_connections * connection::MEMORY_MAPS_PER_CONNECTION + MEMORY_MAPS_HEADROOM
         );
