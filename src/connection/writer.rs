@@ -160,15 +160,10 @@ impl Writer {
     ) -> Option<Work> {
         let never = crossbeam_channel::never();
         loop {
-            if let Some(deferred) = outbound.next_deferred() {
-                return Some(Work::Delivery(deferred));
-            }
             // Look at the queue before sleeping: it may hold messages that arrived while
             // the window was full, or after the last ring was taken.
-            if accepts_new(outbound) {
-                if let Ok(delivery) = deliveries.try_recv() {
-                    return Some(Work::Delivery(delivery));
-                }
+            if let Some(delivery) = next_delivery(deliveries, outbound) {
+                return Some(Work::Delivery(delivery));
             }
             // Sleep until our reader asks for something or a publisher rings. Taking the
             // ring comes before looking at the queue again (the next turn of this loop), so
@@ -195,13 +190,7 @@ impl Writer {
             Err(TryRecvError::Disconnected) => return None,
             Err(TryRecvError::Empty) => {}
         }
-        if let Some(deferred) = outbound.next_deferred() {
-            return Some(Work::Delivery(deferred));
-        }
-        if accepts_new(outbound) {
-            return deliveries.try_recv().ok().map(Work::Delivery);
-        }
-        None
+        next_delivery(deliveries, outbound).map(Work::Delivery)
     }
 
     fn handle(&mut self, work: Work, outbound: &mut Outbound) -> io::Result<()> {
@@ -308,6 +297,18 @@ impl Writer {
             }
         }
     }
+}
+
+/// The next delivery to send, if one is waiting: a deferred retained message first, then
+/// the queue's oldest, while the window has room.
+fn next_delivery(deliveries: &Receiver<Delivery>, outbound: &mut Outbound) -> Option<Delivery> {
+    if let Some(deferred) = outbound.next_deferred() {
+        return Some(deferred);
+    }
+    if accepts_new(outbound) {
+        return deliveries.try_recv().ok();
+    }
+    None
 }
 
 /// Whether new deliveries may be taken from the queue: the window has room, and nothing
