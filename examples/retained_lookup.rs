@@ -12,8 +12,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use mqttd::broker::{Message, RetainedMessages};
+use mqttd::broker::RetainedMessages;
 use mqttd::codec::QoS;
+use mqttd::mailbox::Message;
 
 fn main() {
     let mut store = RetainedMessages::new();

@@ -1,11 +1,16 @@
 //! The broker's settings, with defaults in the spirit of Mosquitto 2.0 run without a
 //! configuration file.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// 1 MiB: see [`Config::max_packet_size`].
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 1024 * 1024;
+
+/// The largest `max_inflight_messages`: one message per non-zero Packet Identifier
+/// (§2.3.1), so a bigger window could never fill.
+pub const MAX_INFLIGHT_MESSAGES: usize = 65_535;
 
 /// Everything a [`crate::Server`] can be told. `Config::default()` is what `cargo run` uses.
 #[derive(Debug, Clone)]
@@ -49,5 +54,82 @@ impl Default for Config {
             max_queued_messages: 1000,
             max_inflight_messages: 20,
         }
+    }
+}
+
+/// A setting whose value cannot work, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting's name, as the command line and (later) the configuration file spell it.
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.setting, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Checks every setting against what the broker can do, so that a bad value is refused
+    /// at start-up with its name, not discovered (or silently clamped) later.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let at_least_one = [
+            ("max_packet_size", self.max_packet_size),
+            ("max_connections", self.max_connections),
+            ("max_queued_messages", self.max_queued_messages),
+            ("max_inflight_messages", self.max_inflight_messages),
+        ];
+        for (setting, value) in at_least_one {
+            if value == 0 {
+                return Err(ConfigError {
+                    setting,
+                    problem: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.max_inflight_messages > MAX_INFLIGHT_MESSAGES {
+            return Err(ConfigError {
+                setting: "max_inflight_messages",
+                problem: format!(
+                    "{} is more than the {MAX_INFLIGHT_MESSAGES} Packet Identifiers there are",
+                    self.max_inflight_messages
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn impossible_limits_are_refused_by_name() {
+        let too_wide = Config {
+            max_inflight_messages: MAX_INFLIGHT_MESSAGES + 1,
+            ..Config::default()
+        };
+        assert_eq!(
+            too_wide.validate().map_err(|e| e.setting),
+            Err("max_inflight_messages")
+        );
+        let no_queue = Config {
+            max_queued_messages: 0,
+            ..Config::default()
+        };
+        assert_eq!(
+            no_queue.validate().map_err(|e| e.to_string()),
+            Err("max_queued_messages: must be at least 1".to_owned())
+        );
     }
 }

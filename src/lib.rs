@@ -35,11 +35,14 @@
 pub mod broker;
 pub mod codec;
 pub mod config;
-pub mod connection;
+mod connection;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+pub mod mailbox;
+mod protocol;
 pub mod server;
-pub mod session;
+mod session;
+mod socket;
 pub mod topic;
 
 pub use config::Config;

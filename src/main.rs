@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
-use mqttd::session::outbound::MAX_IN_FLIGHT;
 use mqttd::{Config, Server};
 
 const USAGE: &str = "\
@@ -53,16 +52,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--connect-timeout" => {
                 config.connect_timeout = Duration::from_secs(positive(&arg, value()?)?)
             }
-            "--max-inflight" => {
-                config.max_inflight_messages = positive(&arg, value()?)?;
-                if config.max_inflight_messages > MAX_IN_FLIGHT {
-                    return Err(format!("{arg} is at most {MAX_IN_FLIGHT}"));
-                }
-            }
+            "--max-inflight" => config.max_inflight_messages = positive(&arg, value()?)?,
             "--max-queued" => config.max_queued_messages = positive(&arg, value()?)?,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    // The settings check themselves: the command line only reads them.
+    config.validate().map_err(|e| e.to_string())?;
     Ok(Some(Args { config, verbose }))
 }
 

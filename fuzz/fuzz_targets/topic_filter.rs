@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use mqttd::broker::{Message, RetainedMessages};
+use mqttd::broker::RetainedMessages;
+use mqttd::mailbox::Message;
 use mqttd::codec::QoS;
 use mqttd::topic::{validate_topic_filter, validate_topic_name, SubscriptionTrie};
 

@@ -1,6 +1,17 @@
 //! The state every connection shares: who is connected, who subscribed to what, and the
 //! routing of a PUBLISH to the matching subscribers (spec §3.3.5, §4.5, §4.7).
 //!
+//! The broker sits above the session and the mailbox (it stores sessions and feeds
+//! Outboxes) and below the protocol handler, which calls it. It never sees a connection's
+//! threads; it knows a connection only as an id and a [`Socket`] to shut down.
+//!
+//! | file               | holds                                                      |
+//! |--------------------|------------------------------------------------------------|
+//! | `mod.rs`           | [`Broker`]: subscriptions, open sockets, counters, stopping |
+//! | `session_store.rs` | `SessionStore`: sessions by Client Identifier, takeover     |
+//! | `routing.rs`       | `Broker::publish`: from the trie to each subscriber's Outbox |
+//! | `retained.rs`      | [`RetainedMessages`]: the retained message of each topic    |
+//!
 //! ## Locks
 //!
 //! Four `parking_lot::Mutex`es, each guarding one structure, each held only for a few
@@ -8,7 +19,7 @@
 //!
 //! | lock            | guards                                  | taken by                                  |
 //! |-----------------|-----------------------------------------|-------------------------------------------|
-//! | `sessions`      | Client Identifier → session slot        | handshake (claim, take over), teardown (store) |
+//! | `SessionStore::slots` | Client Identifier → session slot  | handshake (claim, take over), teardown (release) |
 //! | `subscriptions` | the topic trie                          | SUBSCRIBE, UNSUBSCRIBE, PUBLISH routing, session end |
 //! | `retained`      | the retained messages                   | PUBLISH with RETAIN=1; a writer sending them to a new subscription |
 //! | `connections`   | every open socket, for [`Broker::stop`] | handshake thread, teardown, stop          |
@@ -19,52 +30,83 @@
 
 mod retained;
 mod routing;
-mod sessions;
+mod session_store;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use crate::codec::{QoS, SubscribeReturnCode};
 use crate::config::Config;
-use crate::connection::Socket;
+use crate::mailbox::{Message, Outbox};
+use crate::session::SessionId;
+use crate::socket::Socket;
 use crate::topic::{self, SubscriptionTrie};
 
 pub use retained::RetainedMessages;
-pub use routing::{Delivery, Doorbells, Message, Outbox};
-pub use sessions::{Claim, SessionSlot, TAKEOVER_TIMEOUT};
+pub(crate) use session_store::{Released, SessionStore, StoredSession};
 
 /// Identifies one network connection, from accept to close.
-pub type ConnectionId = u64;
-
-/// Identifies one session. A new id for each session, so that the teardown of an old
-/// connection can never remove what a newer session of the same client subscribed.
-pub type SessionId = u64;
+pub(crate) type ConnectionId = u64;
 
 /// The deepest topic filter accepted, in levels. Deeper filters get SUBACK 0x80, as in
-/// Mosquitto (which also stops at 200 levels). This keeps the trie shallow enough to walk
-/// and drop without deep recursion; topic *names* have no such limit.
+/// Mosquitto (which also stops at 200 levels). This keeps the trie shallow enough to walk;
+/// topic *names* have no such limit.
 pub const MAX_FILTER_LEVELS: usize = 200;
 
 /// What one subscription in the trie holds.
 #[derive(Debug, Clone)]
-pub struct Subscriber {
+pub(crate) struct Subscriber {
     /// The maximum QoS granted for this filter.
     pub qos: QoS,
     /// Where matching messages go: the session's queue to its writer thread.
     pub outbox: Arc<Outbox>,
 }
 
-/// Counters that anyone may read; each is written with a single atomic add.
+/// A source of numbers, each handed out once: 1, 2, 3, … Each kind of id has its own, so a
+/// learner reading the log sees connections, sessions and generated Client Identifiers
+/// counted one by one.
+#[derive(Debug)]
+struct Sequence(AtomicU64);
+
+impl Sequence {
+    fn new() -> Sequence {
+        Sequence(AtomicU64::new(1))
+    }
+
+    fn next(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The broker's counters. Private fields: only the broker counts, through the methods
+/// below; everyone else reads a [`StatsSnapshot`].
 #[derive(Debug, Default)]
-pub struct Stats {
+struct Stats {
     /// Messages routed: every PUBLISH accepted from a client (a re-sent QoS 2 PUBLISH is
     /// not routed twice, so it is not counted twice) and every Will published.
-    pub publishes_received: AtomicU64,
+    publishes_received: AtomicU64,
     /// Messages dropped because a subscriber's queue was full.
-    pub messages_dropped: AtomicU64,
+    messages_dropped: AtomicU64,
+}
+
+impl Stats {
+    fn count_publish(&self) {
+        self.publishes_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_drop(&self) {
+        self.messages_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            publishes_received: self.publishes_received.load(Ordering::Relaxed),
+            messages_dropped: self.messages_dropped.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A copy of the counters at one moment.
@@ -77,13 +119,9 @@ pub struct StatsSnapshot {
 /// The shared state of one running broker. Every connection thread holds an `Arc` of it.
 #[derive(Debug)]
 pub struct Broker {
-    pub config: Config,
-    /// Sessions by Client Identifier ([MQTT-3.1.3-2]: the id names the session), connected
-    /// or stored. Written by the handshake (claim, take over) and by teardown (store, forget).
-    sessions: Mutex<HashMap<Arc<str>, SessionSlot>>,
-    /// Signalled whenever a connection gives its session slot up, for a takeover waiting
-    /// in `claim_session`. Used with the `sessions` lock.
-    sessions_changed: Condvar,
+    pub(crate) config: Config,
+    /// Sessions by Client Identifier, connected or stored, with its own lock.
+    sessions: SessionStore,
     /// Every subscription of every session. Written by SUBSCRIBE, UNSUBSCRIBE and teardown;
     /// read by every PUBLISH.
     subscriptions: Mutex<SubscriptionTrie<SessionId, Subscriber>>,
@@ -94,43 +132,45 @@ pub struct Broker {
     /// Every open socket, including those still waiting for their CONNECT, so that
     /// [`Broker::stop`] can close them all. Written by each handshake thread and by teardown.
     connections: Mutex<HashMap<ConnectionId, Socket>>,
-    /// Source of connection and session ids, and of generated Client Identifiers.
-    next_id: AtomicU64,
+    /// Numbers the connections ([`ConnectionId`]).
+    connection_ids: Sequence,
     /// Set once by [`Broker::stop`]; read by the acceptor before each new connection.
     stopping: AtomicBool,
-    pub stats: Stats,
+    stats: Stats,
 }
 
 impl Broker {
-    pub fn new(config: Config) -> Broker {
+    pub(crate) fn new(config: Config) -> Broker {
         Broker {
             config,
-            sessions: Mutex::new(HashMap::new()),
-            sessions_changed: Condvar::new(),
+            sessions: SessionStore::new(),
             subscriptions: Mutex::new(SubscriptionTrie::new()),
             retained: Mutex::new(RetainedMessages::new()),
             connections: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
+            connection_ids: Sequence::new(),
             stopping: AtomicBool::new(false),
             stats: Stats::default(),
         }
     }
 
-    /// A number never handed out before by this broker.
-    pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+    /// The session store: claim and release a Client Identifier, take over a connection.
+    pub(crate) fn sessions(&self) -> &SessionStore {
+        &self.sessions
     }
 
+    /// A connection id never handed out before by this broker.
+    pub(crate) fn new_connection_id(&self) -> ConnectionId {
+        self.connection_ids.next()
+    }
+
+    /// The counters, as they are now.
     pub fn stats(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            publishes_received: self.stats.publishes_received.load(Ordering::Relaxed),
-            messages_dropped: self.stats.messages_dropped.load(Ordering::Relaxed),
-        }
+        self.stats.snapshot()
     }
 
     /// Adds or replaces ([MQTT-3.8.4-3]) one subscription of a session and says what was
     /// granted. The filter has been validated by the decoder.
-    pub fn subscribe(
+    pub(crate) fn subscribe(
         &self,
         session: SessionId,
         outbox: &Arc<Outbox>,
@@ -158,7 +198,7 @@ impl Broker {
 
     /// Calls `visit` for every retained message whose topic `filter` matches
     /// ([MQTT-3.3.1-6]). `visit` runs under the `retained` lock: it should only copy.
-    pub fn for_each_retained(&self, filter: &str, visit: impl FnMut(&Message)) {
+    pub(crate) fn for_each_retained(&self, filter: &str, visit: impl FnMut(&Message)) {
         self.retained.lock().for_each_match(filter, visit);
     }
 
@@ -169,12 +209,16 @@ impl Broker {
 
     /// Removes one subscription, matching the filter literally ([MQTT-3.10.4-1]).
     /// Returns whether it existed.
-    pub fn unsubscribe(&self, session: SessionId, filter: &str) -> bool {
+    pub(crate) fn unsubscribe(&self, session: SessionId, filter: &str) -> bool {
         self.subscriptions.lock().remove(filter, &session).is_some()
     }
 
     /// Removes every listed subscription of a session, under one lock.
-    pub fn unsubscribe_all<'a>(&self, session: SessionId, filters: impl Iterator<Item = &'a str>) {
+    pub(crate) fn unsubscribe_all<'a>(
+        &self,
+        session: SessionId,
+        filters: impl Iterator<Item = &'a str>,
+    ) {
         let mut trie = self.subscriptions.lock();
         for filter in filters {
             trie.remove(filter, &session);
@@ -187,12 +231,12 @@ impl Broker {
     }
 
     /// Remembers an open socket so that `stop` can close it.
-    pub fn track_connection(&self, id: ConnectionId, socket: Socket) {
+    pub(crate) fn track_connection(&self, id: ConnectionId, socket: Socket) {
         self.connections.lock().insert(id, socket);
     }
 
     /// Forgets a socket that has been closed.
-    pub fn untrack_connection(&self, id: ConnectionId) {
+    pub(crate) fn untrack_connection(&self, id: ConnectionId) {
         self.connections.lock().remove(&id);
     }
 
@@ -201,13 +245,39 @@ impl Broker {
         self.connections.lock().len()
     }
 
-    pub fn is_stopping(&self) -> bool {
+    /// The number of connected clients (connections past their CONNACK).
+    pub fn client_count(&self) -> usize {
+        self.sessions.connected_count()
+    }
+
+    /// The number of sessions stored for clients that are not connected.
+    pub fn stored_session_count(&self) -> usize {
+        self.sessions.stored_count()
+    }
+
+    /// Gives up `client_id` at the end of `connection`, storing `keep` if it is a session
+    /// to keep; see [`SessionStore::release`]. Returns whether the connection was taken over.
+    pub(crate) fn release_session(
+        &self,
+        client_id: &Arc<str>,
+        connection: ConnectionId,
+        keep: Option<StoredSession>,
+    ) -> bool {
+        let Released { taken_over, orphan } = self.sessions.release(client_id, connection, keep);
+        if let Some(orphan) = orphan {
+            let session = &orphan.session;
+            self.unsubscribe_all(session.id, session.filters());
+        }
+        taken_over
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
 
     /// Marks the broker as stopping and shuts every open socket down. Each connection's
     /// threads then see their socket fail and run their normal teardown.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let sockets: Vec<Socket> = self.connections.lock().values().cloned().collect();
         for socket in sockets {

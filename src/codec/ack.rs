@@ -11,14 +11,13 @@
 //! They differ only in byte 1, so they share one decoder and one encoder.
 
 use super::primitives::{put_u16, Reader};
-use super::publish::decode_packet_id;
 use super::{put_fixed_header, DecodeError, PacketId, PacketType};
 
 /// Reads the Packet Identifier of an acknowledgement. It echoes the identifier of a
 /// PUBLISH, SUBSCRIBE or UNSUBSCRIBE ([MQTT-2.3.1-6], [MQTT-2.3.1-7]), which is never 0,
 /// so 0 cannot acknowledge anything and is rejected like Mosquitto does.
 pub fn decode(packet: PacketType, r: &mut Reader<'_>) -> Result<PacketId, DecodeError> {
-    decode_packet_id(r, packet)
+    r.packet_id(packet)
 }
 
 pub fn encode(packet: PacketType, id: PacketId, out: &mut Vec<u8>) {

@@ -4,6 +4,7 @@
 //! |--------------------------|-----------------------------------------------|----------------------|----------------|
 //! | byte                     | 1 byte                                        | [`Reader::u8`]       | `out.push`     |
 //! | two-byte integer (§1.5.2)| big-endian, MSB first                         | [`Reader::u16`]      | [`put_u16`]    |
+//! | Packet Identifier (§2.3.1)| a two-byte integer, never 0                  | [`Reader::packet_id`] | [`put_u16`]   |
 //! | UTF-8 string (§1.5.3)    | 2-byte length, then that many UTF-8 bytes     | [`Reader::utf8`]     | [`put_utf8`]   |
 //! | binary data (§3.1.3.3)   | 2-byte length, then that many bytes           | [`Reader::binary`]   | [`put_binary`] |
 //! | Remaining Length (§2.2.3)| 1–4 bytes, 7 bits each, bit 7 = "more follows"| [`read_remaining_length`] | [`put_remaining_length`] |
@@ -14,7 +15,7 @@
 
 use std::io::{self, Read};
 
-use super::DecodeError;
+use super::{DecodeError, PacketId, PacketType};
 
 /// The largest value four Remaining Length bytes can hold: 0xFF 0xFF 0xFF 0x7F (§2.2.3).
 pub const MAX_REMAINING_LENGTH: usize = 268_435_455;
@@ -62,6 +63,16 @@ impl<'a> Reader<'a> {
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
+    /// A Packet Identifier (§2.3.1): a two-byte integer that is never 0 ([MQTT-2.3.1-1]).
+    /// `packet` names the packet it was read from, for the error.
+    pub fn packet_id(&mut self, packet: PacketType) -> Result<PacketId, DecodeError> {
+        // [MQTT-2.3.1-1] a packet that needs an identifier carries a non-zero one.
+        match self.u16("Packet Identifier")? {
+            0 => Err(DecodeError::ZeroPacketId { packet }),
+            id => Ok(id),
+        }
+    }
+
     /// Binary data: a two-byte length, then that many bytes, returned as they are.
     pub fn binary(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
         let len = self.u16(field)?;
@@ -95,7 +106,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Checks that the packet has no bytes after its last field.
-    pub fn finish(self, packet: super::PacketType) -> Result<(), DecodeError> {
+    pub fn finish(self, packet: PacketType) -> Result<(), DecodeError> {
         match self.remaining() {
             0 => Ok(()),
             count => Err(DecodeError::TrailingBytes { packet, count }),

@@ -57,7 +57,7 @@ impl Publish {
             .map_err(|error| DecodeError::InvalidTopicName { field, error })?;
         let packet_id = match qos {
             QoS::AtMostOnce => None,
-            _ => Some(decode_packet_id(r, PacketType::Publish)?),
+            _ => Some(r.packet_id(PacketType::Publish)?),
         };
         let payload = r.rest();
         Ok(Publish {
@@ -94,17 +94,6 @@ impl Publish {
             put_u16(out, id);
         }
         out.extend_from_slice(&self.payload);
-    }
-}
-
-/// Reads a Packet Identifier, which is never 0 ([MQTT-2.3.1-1]).
-pub(super) fn decode_packet_id(
-    r: &mut Reader<'_>,
-    packet: PacketType,
-) -> Result<PacketId, DecodeError> {
-    match r.u16("Packet Identifier")? {
-        0 => Err(DecodeError::ZeroPacketId { packet }),
-        id => Ok(id),
     }
 }
 

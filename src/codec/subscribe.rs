@@ -15,7 +15,6 @@
 use std::fmt;
 
 use super::primitives::{field_len, put_u16, put_utf8, Reader};
-use super::publish::decode_packet_id;
 use super::{put_fixed_header, DecodeError, PacketId, PacketType, QoS};
 use crate::topic;
 
@@ -36,7 +35,7 @@ pub struct Subscribe {
 
 impl Subscribe {
     pub fn decode(r: &mut Reader<'_>) -> Result<Subscribe, DecodeError> {
-        let packet_id = decode_packet_id(r, PacketType::Subscribe)?;
+        let packet_id = r.packet_id(PacketType::Subscribe)?;
         let mut requests = Vec::new();
         while r.remaining() > 0 {
             // [MQTT-3.8.3-1] each filter is a UTF-8 string; §4.7 says what a valid one is.
@@ -129,7 +128,7 @@ pub struct Suback {
 
 impl Suback {
     pub fn decode(r: &mut Reader<'_>) -> Result<Suback, DecodeError> {
-        let packet_id = decode_packet_id(r, PacketType::Suback)?;
+        let packet_id = r.packet_id(PacketType::Suback)?;
         let mut return_codes = Vec::new();
         while r.remaining() > 0 {
             return_codes.push(SubscribeReturnCode::from_byte(r.u8("Return Code")?)?);

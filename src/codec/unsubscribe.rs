@@ -9,7 +9,6 @@
 use std::fmt;
 
 use super::primitives::{field_len, put_u16, put_utf8, Reader};
-use super::publish::decode_packet_id;
 use super::{put_fixed_header, DecodeError, PacketId, PacketType};
 use crate::topic;
 
@@ -23,7 +22,7 @@ pub struct Unsubscribe {
 
 impl Unsubscribe {
     pub fn decode(r: &mut Reader<'_>) -> Result<Unsubscribe, DecodeError> {
-        let packet_id = decode_packet_id(r, PacketType::Unsubscribe)?;
+        let packet_id = r.packet_id(PacketType::Unsubscribe)?;
         let mut filters = Vec::new();
         while r.remaining() > 0 {
             // [MQTT-3.10.3-1] UTF-8 strings; an invalid filter is a protocol violation.

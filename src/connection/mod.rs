@@ -42,11 +42,9 @@
 //! DISCONNECT (or the broker is stopping: with nothing on disk, mqttd drops the Wills it
 //! could defer), and stores the session (Clean Session 0) or ends it (Clean Session 1).
 
-mod close;
 mod handshake;
 mod input;
 mod reader;
-mod socket;
 mod writer;
 
 use std::net::TcpStream;
@@ -55,20 +53,18 @@ use std::sync::Arc;
 use crate::broker::Broker;
 use crate::codec::primitives::put_remaining_length;
 use crate::codec::{Frame, Packet};
-
-pub use close::CloseReason;
-pub use socket::Socket;
+use crate::socket::Socket;
 
 /// Stack size of each connection thread. Only the pages a thread touches count towards
 /// memory use; this bounds the worst case. Decoding and routing never recurse deeply.
-pub const THREAD_STACK_SIZE: usize = 256 * 1024;
+pub(crate) const THREAD_STACK_SIZE: usize = 256 * 1024;
 
 /// Memory maps (kernel VMAs) one connection costs the process. Each of its two threads has
 /// a stack with a guard page below it (two maps) and a signal stack with its own guard page,
 /// which Rust's standard library sets up for every thread to report stack overflows (two
 /// more). Linux caps maps per process at `vm.max_map_count`, 65 530 by default: about
 /// 8 000 connections. Counted with `/proc/PID/maps` and 2 000 idle clients.
-pub const MEMORY_MAPS_PER_CONNECTION: usize = 8;
+pub(crate) const MEMORY_MAPS_PER_CONNECTION: usize = 8;
 
 /// Stack size of the short-lived handshake thread: a different size on purpose. glibc
 /// keeps the stacks of finished threads and hands them to new threads that ask for the
@@ -80,7 +76,7 @@ pub const MEMORY_MAPS_PER_CONNECTION: usize = 8;
 const HANDSHAKE_STACK_SIZE: usize = 128 * 1024;
 
 /// Starts handling a freshly accepted TCP connection on its own handshake thread.
-pub fn spawn(stream: TcpStream, broker: Arc<Broker>) {
+pub(crate) fn spawn(stream: TcpStream, broker: Arc<Broker>) {
     // Small packets (PUBACK, PINGRESP) should leave now, not wait for Nagle's algorithm;
     // the writer already batches what is queued into one write.
     let _ = stream.set_nodelay(true);

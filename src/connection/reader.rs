@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::broker::{Broker, ConnectionId, Doorbells};
+use crate::broker::{Broker, ConnectionId};
 use crate::codec::{holds_whole_packet, read_frame_into};
-use crate::session::{Session, ToWriter, WriterSide};
+use crate::mailbox::Doorbells;
+use crate::protocol::{CloseReason, Handler, ToWriter};
+use crate::session::WriterSide;
+use crate::socket::Socket;
 
 use super::input::Input;
-use super::{log_received, panic_message, trace_frame, CloseReason, Socket};
+use super::{log_received, panic_message, trace_frame};
 
 /// The largest body buffer a reader keeps between packets; a bigger one, grown by a big
 /// packet, is given back rather than held for the life of the connection.
@@ -31,11 +34,12 @@ pub(super) struct Reader {
     pub connection: ConnectionId,
     /// The Keep Alive of the CONNECT, for the log line when it expires.
     pub keep_alive: u16,
-    pub session: Session,
+    /// The protocol's side of the client: its session and its Will.
+    pub handler: Handler,
     /// Requests for the writer thread. Dropping it tells the writer to finish.
     pub control: Sender<ToWriter>,
     /// The writer thread; joining it gives its side of the session back.
-    pub writer: JoinHandle<WriterSide>,
+    pub writer: JoinHandle<Option<WriterSide>>,
     /// Disconnected when the writer thread ends (nothing is ever sent on it).
     pub writer_finished: Receiver<()>,
     pub broker: Arc<Broker>,
@@ -90,7 +94,7 @@ impl Reader {
                 Ok(frame) => frame,
                 Err(e) => return CloseReason::from_frame_error(e, self.keep_alive),
             };
-            let who = &self.session.client_id;
+            let who = &self.handler.session.client_id;
             trace_frame(who, &frame);
             let packet = match frame.decode() {
                 Ok(packet) => packet,
@@ -103,7 +107,7 @@ impl Reader {
             }
             log_received(who, &packet);
             if let Err(reason) = self
-                .session
+                .handler
                 .handle(packet, &self.broker, requests, doorbells)
             {
                 return reason;
@@ -138,7 +142,7 @@ impl Reader {
         let Reader {
             socket,
             connection,
-            mut session,
+            mut handler,
             control,
             writer,
             writer_finished,
@@ -153,25 +157,21 @@ impl Reader {
         drop(control);
         let _ = writer_finished.recv_timeout(FLUSH_TIMEOUT);
         socket.shutdown();
-        let writer_side = match writer.join() {
-            Ok(side) => Some(side),
-            Err(_) => {
-                log::error!(
-                    "client {:?}: writer thread panicked; the session cannot be kept",
-                    session.client_id
-                );
-                None
-            }
-        };
-        let client_id = Arc::clone(&session.client_id);
+        let client_id = Arc::clone(&handler.session.client_id);
+        // `None` only if the writer thread panicked outside its own catch (or was never
+        // handed its state): its side of the session is lost with it.
+        let writer_side = writer.join().ok().flatten();
+        if writer_side.is_none() {
+            log::error!("client {client_id:?}: writer thread panicked; the session cannot be kept");
+        }
         let reason = explain(reason, &broker, &client_id, connection);
         reason.log(&client_id);
         // [MQTT-3.1.2-8] every end but DISCONNECT publishes the Will (a broker shutting
         // down may defer it, §3.1.2.5; having no storage, we drop it).
         if !matches!(reason, CloseReason::ServerStopping) {
-            session.publish_will(&broker);
+            handler.publish_will(&broker);
         }
-        let kept = session.close(&broker, writer_side);
+        let kept = handler.close(&broker, writer_side);
         broker.release_session(&client_id, connection, kept);
         broker.untrack_connection(connection);
     }
@@ -190,7 +190,7 @@ fn explain(
             CloseReason::ServerStopping
         }
         CloseReason::PeerClosed | CloseReason::Io(_)
-            if broker.is_taken_over(client_id, connection) =>
+            if broker.sessions().is_taken_over(client_id, connection) =>
         {
             CloseReason::TakenOver
         }

@@ -20,11 +20,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, TryRecvError};
 
-use crate::broker::{Broker, Delivery, Outbox};
+use crate::broker::Broker;
 use crate::codec::{Packet, QoS};
-use crate::session::{Outbound, ToWriter, WriterSide};
+use crate::mailbox::{Delivery, Outbox};
+use crate::protocol::ToWriter;
+use crate::session::{Outbound, WriterSide};
+use crate::socket::Socket;
 
-use super::{log_sent, panic_message, trace_bytes, Socket};
+use super::{log_sent, panic_message, trace_bytes};
 
 /// One thing to do.
 enum Work {

@@ -22,11 +22,9 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use crate::broker::Delivery;
 use crate::codec::{Packet, PacketId, Publish, QoS};
-
-/// The largest window possible: one message per non-zero Packet Identifier.
-pub const MAX_IN_FLIGHT: usize = u16::MAX as usize;
+use crate::config::MAX_INFLIGHT_MESSAGES;
+use crate::mailbox::Delivery;
 
 /// Where a message we sent stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +75,7 @@ impl Outbound {
             pending: VecDeque::new(),
             last_id: 0,
             // At most 65 535 Packet Identifiers exist; a bigger window could never fill.
-            max_in_flight: max_in_flight.clamp(1, MAX_IN_FLIGHT),
+            max_in_flight: max_in_flight.clamp(1, MAX_INFLIGHT_MESSAGES),
         }
     }
 
@@ -86,6 +84,7 @@ impl Outbound {
         self.in_flight.len() < self.max_in_flight
     }
 
+    #[cfg(test)]
     pub fn in_flight_count(&self) -> usize {
         self.in_flight.len()
     }
@@ -230,7 +229,7 @@ fn to_publish(delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> Pu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Message;
+    use crate::mailbox::Message;
     use std::sync::Arc;
 
     fn delivery(qos: QoS, payload: &str) -> Delivery {
@@ -335,7 +334,7 @@ mod tests {
     #[test]
     fn the_window_cannot_exceed_the_number_of_packet_identifiers() {
         let mut out = Outbound::new(usize::MAX);
-        for _ in 0..MAX_IN_FLIGHT {
+        for _ in 0..MAX_INFLIGHT_MESSAGES {
             assert!(out.has_room());
             out.send(delivery(QoS::AtLeastOnce, "x"));
         }

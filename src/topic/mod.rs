@@ -6,13 +6,18 @@
 //! empty levels are real levels: `a//b` has three, `/a` has two.
 //!
 //! This module holds the rules of §4.7 in one place: [`validate_topic_name`] and
-//! [`validate_topic_filter`] for the shape of a string, and [`trie::SubscriptionTrie`] for
-//! finding every filter that matches a name, including the `$` rule ([MQTT-4.7.2-1]).
+//! [`validate_topic_filter`] for the shape of a string, [`trie::SubscriptionTrie`] for
+//! finding every filter that matches a name, and [`map::TopicMap`] for finding every name
+//! that matches a filter, both with the `$` rule ([MQTT-4.7.2-1]). The two share one tree
+//! of levels (`tree.rs`). It sits at the bottom of the crate and imports nothing from it.
 
+pub mod map;
+mod tree;
 pub mod trie;
 
 use std::fmt;
 
+pub use map::TopicMap;
 pub use trie::SubscriptionTrie;
 
 /// The level separator.
@@ -21,6 +26,11 @@ pub const SEPARATOR: char = '/';
 pub const SINGLE_LEVEL: &str = "+";
 /// The multi-level wildcard.
 pub const MULTI_LEVEL: &str = "#";
+
+/// The longest topic name or filter, in bytes ([MQTT-4.7.3-3]). Topics travel as UTF-8
+/// string fields, whose two-byte length prefix cannot say more (§1.5.3); the rule is kept
+/// here, with the other rules of §4.7, so that it holds for topics from anywhere.
+pub const MAX_TOPIC_LENGTH: usize = 65_535;
 
 /// Why a string is not a valid topic name or topic filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +84,7 @@ fn validate_common(topic: &str) -> Result<(), TopicError> {
         return Err(TopicError::Empty);
     }
     // [MQTT-4.7.3-3] at most 65 535 bytes. Anything decoded from the wire already fits.
-    if topic.len() > crate::codec::primitives::MAX_FIELD_LENGTH {
+    if topic.len() > MAX_TOPIC_LENGTH {
         return Err(TopicError::TooLong);
     }
     // [MQTT-4.7.3-2] no U+0000 (the string decoder has rejected it already; this keeps the

@@ -16,45 +16,23 @@
 //! subscribed) to a value (what they asked for). Subscribing again with the same key
 //! replaces the value, which is exactly [MQTT-3.8.4-3].
 //!
-//! Insert and remove walk as deep as the filter; the broker bounds filter depth (see
-//! `broker::MAX_FILTER_LEVELS`) so that dropping a deep chain of nodes, which Rust does
-//! recursively, stays shallow. Matching uses an explicit work list instead of recursion,
-//! because a topic *name* may have thousands of levels.
+//! The nodes and their pruning come from `tree::LevelTree`, which the retained messages' topic
+//! map shares. Matching uses an explicit work list instead of recursion, because a topic
+//! *name* may have thousands of levels.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use super::tree::LevelTree;
 use super::{MULTI_LEVEL, SEPARATOR, SINGLE_LEVEL};
 
 /// A set of topic filters, each with the subscribers (`K`) and their options (`V`).
 #[derive(Debug)]
 pub struct SubscriptionTrie<K, V> {
-    root: Node<K, V>,
+    /// At each node, who subscribed to the filter that ends there.
+    tree: LevelTree<HashMap<K, V>>,
     /// The number of (filter, key) pairs stored.
     len: usize,
-}
-
-#[derive(Debug)]
-struct Node<K, V> {
-    /// Child levels, wildcards included, by their exact text.
-    children: HashMap<Box<str>, Node<K, V>>,
-    /// Who subscribed to the filter that ends at this node.
-    subscribers: HashMap<K, V>,
-}
-
-impl<K, V> Default for Node<K, V> {
-    fn default() -> Self {
-        Node {
-            children: HashMap::new(),
-            subscribers: HashMap::new(),
-        }
-    }
-}
-
-impl<K, V> Node<K, V> {
-    fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.subscribers.is_empty()
-    }
 }
 
 impl<K: Eq + Hash, V> Default for SubscriptionTrie<K, V> {
@@ -66,7 +44,7 @@ impl<K: Eq + Hash, V> Default for SubscriptionTrie<K, V> {
 impl<K: Eq + Hash, V> SubscriptionTrie<K, V> {
     pub fn new() -> Self {
         SubscriptionTrie {
-            root: Node::default(),
+            tree: LevelTree::new(),
             len: 0,
         }
     }
@@ -83,11 +61,7 @@ impl<K: Eq + Hash, V> SubscriptionTrie<K, V> {
     /// Adds `key` to `filter`, returning the value it replaces if `key` was already there.
     /// The filter must be valid (see `validate_topic_filter`).
     pub fn insert(&mut self, filter: &str, key: K, value: V) -> Option<V> {
-        let mut node = &mut self.root;
-        for level in filter.split(SEPARATOR) {
-            node = node.children.entry(level.into()).or_default();
-        }
-        let previous = node.subscribers.insert(key, value);
+        let previous = self.tree.get_or_insert(filter).insert(key, value);
         if previous.is_none() {
             self.len += 1;
         }
@@ -97,46 +71,10 @@ impl<K: Eq + Hash, V> SubscriptionTrie<K, V> {
     /// Removes `key` from exactly `filter` (compared literally, as UNSUBSCRIBE requires,
     /// [MQTT-3.10.4-1]) and prunes the nodes that are left empty.
     pub fn remove(&mut self, filter: &str, key: &K) -> Option<V> {
-        let removed = self.find_mut(filter)?.subscribers.remove(key)?;
+        let removed = self.tree.get_mut(filter)?.remove(key)?;
         self.len -= 1;
-        self.prune(filter);
+        self.tree.prune(filter, HashMap::is_empty);
         Some(removed)
-    }
-
-    fn find_mut(&mut self, filter: &str) -> Option<&mut Node<K, V>> {
-        let mut node = &mut self.root;
-        for level in filter.split(SEPARATOR) {
-            node = node.children.get_mut(level)?;
-        }
-        Some(node)
-    }
-
-    /// Cuts off the branch of `filter` below its lowest node that still has another use
-    /// (the root, a node with subscribers, or a node with other children).
-    fn prune(&mut self, filter: &str) {
-        let levels: Vec<&str> = filter.split(SEPARATOR).collect();
-        let mut node = &self.root;
-        let mut cut_depth = 0;
-        for (depth, level) in levels.iter().enumerate() {
-            if depth == 0 || !node.subscribers.is_empty() || node.children.len() > 1 {
-                cut_depth = depth;
-            }
-            match node.children.get(*level) {
-                Some(child) => node = child,
-                None => return,
-            }
-        }
-        if !node.is_empty() {
-            return;
-        }
-        let mut parent = &mut self.root;
-        for level in &levels[..cut_depth] {
-            match parent.children.get_mut(*level) {
-                Some(child) => parent = child,
-                None => return,
-            }
-        }
-        parent.children.remove(levels[cut_depth]);
     }
 
     /// Calls `visit` for every (subscriber, value) whose filter matches the topic `name`.
@@ -147,23 +85,23 @@ impl<K: Eq + Hash, V> SubscriptionTrie<K, V> {
         // [MQTT-4.7.2-1] a filter starting with a wildcard does not match a name starting
         // with '$': at the root, only literal levels are followed for such names.
         let dollar = name.starts_with('$');
-        let mut work = vec![(&self.root, name.split(SEPARATOR), true)];
+        let mut work = vec![(self.tree.root(), name.split(SEPARATOR), true)];
         while let Some((node, mut levels, at_root)) = work.pop() {
             let wildcards = !(at_root && dollar);
             if wildcards {
                 // '#' matches the rest of the name, however long, and the parent level.
-                if let Some(hash) = node.children.get(MULTI_LEVEL) {
-                    hash.subscribers.iter().for_each(|(k, v)| visit(k, v));
+                if let Some(hash) = node.child(MULTI_LEVEL) {
+                    hash.value().iter().for_each(|(k, v)| visit(k, v));
                 }
             }
             match levels.next() {
-                None => node.subscribers.iter().for_each(|(k, v)| visit(k, v)),
+                None => node.value().iter().for_each(|(k, v)| visit(k, v)),
                 Some(level) => {
-                    if let Some(child) = node.children.get(level) {
+                    if let Some(child) = node.child(level) {
                         work.push((child, levels.clone(), false));
                     }
                     if wildcards {
-                        if let Some(plus) = node.children.get(SINGLE_LEVEL) {
+                        if let Some(plus) = node.child(SINGLE_LEVEL) {
                             work.push((plus, levels, false));
                         }
                     }
@@ -277,10 +215,13 @@ mod tests {
         assert_eq!(trie.remove("a/b/c", &"alice"), Some(()));
         assert_eq!(trie.len(), 1);
         // Only "a/+" is left: the "b/c" branch is gone, "a" stays for "+".
-        assert_eq!(trie.root.children.len(), 1);
-        assert_eq!(trie.root.children["a"].children.len(), 1);
+        let a = trie.tree.root().child("a").expect("a stays");
+        assert_eq!(
+            a.children().map(|(level, _)| level).collect::<Vec<_>>(),
+            ["+"]
+        );
         assert_eq!(trie.remove("a/+", &"bob"), Some(()));
-        assert!(trie.root.is_empty());
+        assert_eq!(trie.tree.root().children().count(), 0);
         assert!(trie.is_empty());
     }
 
@@ -294,7 +235,8 @@ mod tests {
         assert!(matches_in(&trie, "a"));
         assert!(matches_in(&trie, "a/b/d"));
         trie.remove("a/b/d", &"carol");
-        assert!(trie.root.children["a"].children.is_empty());
+        let a = trie.tree.root().child("a").expect("a has a subscriber");
+        assert_eq!(a.children().count(), 0);
         assert!(matches_in(&trie, "a"));
     }
 

@@ -4,6 +4,10 @@
 //! reader thread, written by the writer thread and shut down by anyone (takeover, stop)
 //! without `try_clone`, which would cost a file descriptor per handle. With thousands of
 //! clients, one descriptor per connection instead of four matters.
+//!
+//! It sits at the bottom of the crate, beside `topic` and `config`: the broker keeps a
+//! handle to every open socket (to shut it down at takeover and at stop) without knowing
+//! anything else of a connection.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

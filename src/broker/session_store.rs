@@ -1,5 +1,5 @@
-//! Sessions by Client Identifier: who is connected, and what waits for those who are not
-//! (spec §3.1.2.4, §3.1.4, §4.1).
+//! The session store: sessions by Client Identifier, who is connected, and what waits for
+//! those who are not (spec §3.1.2.4, §3.1.4, §4.1).
 //!
 //! Each Client Identifier has at most one slot:
 //!
@@ -15,24 +15,48 @@
 //! writer thread (the in-flight messages included) and stores it in the slot. Only then
 //! does the new connection take the slot, so no message in flight is lost between them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::MutexGuard;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::connection::Socket;
-use crate::session::StoredSession;
-
-use super::{Broker, ConnectionId};
+use super::{ConnectionId, Sequence};
+use crate::session::{Session, SessionId, WriterSide};
+use crate::socket::Socket;
 
 /// How long a new connection waits for the connection it takes over to hand its session
 /// back. The old connection's threads are woken by the socket shutdown and finish in
 /// microseconds; this only bounds a bug.
-pub const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A session waiting for its client to come back (Clean Session 0 only): both halves,
+/// taken back from the reader and writer threads when the connection ended.
+#[derive(Debug)]
+pub(crate) struct StoredSession {
+    pub session: Session,
+    pub writer_side: WriterSide,
+}
+
+/// The store itself. One lock, `slots`, held for a few map operations at a time and never
+/// across I/O: a takeover shuts the old socket down with it released.
+#[derive(Debug)]
+pub(crate) struct SessionStore {
+    /// Sessions by Client Identifier ([MQTT-3.1.3-2]: the id names the session), connected
+    /// or stored. Written by the handshake (claim, take over) and by teardown (release).
+    slots: Mutex<HashMap<Arc<str>, SessionSlot>>,
+    /// Signalled whenever a connection gives its slot up, for a takeover waiting in
+    /// [`SessionStore::claim`]. Used with the `slots` lock.
+    changed: Condvar,
+    /// Numbers the sessions ([`SessionId`]).
+    session_ids: Sequence,
+    /// Numbers the Client Identifiers made up for clients that sent none.
+    generated_ids: Sequence,
+}
 
 /// What the store holds for one Client Identifier.
 #[derive(Debug)]
-pub enum SessionSlot {
+enum SessionSlot {
     Connected {
         connection: ConnectionId,
         /// To shut the connection down when another one takes over.
@@ -47,18 +71,42 @@ pub enum SessionSlot {
 
 /// The result of claiming a Client Identifier at CONNECT.
 #[derive(Debug)]
-pub struct Claim {
+pub(crate) struct Claim {
     /// The session that was stored for this Client Identifier, if any.
     pub previous: Option<StoredSession>,
     /// Whether a live connection had to be taken over.
     pub took_over: bool,
 }
 
-impl Broker {
+/// The result of releasing a Client Identifier at the end of a connection.
+#[derive(Debug)]
+pub(crate) struct Released {
+    /// Whether another connection had taken the identifier over.
+    pub taken_over: bool,
+    /// A session that was to be kept but could not be, because the slot was no longer
+    /// this connection's (only after a bug): the caller must remove its subscriptions.
+    pub orphan: Option<StoredSession>,
+}
+
+impl SessionStore {
+    pub(crate) fn new() -> SessionStore {
+        SessionStore {
+            slots: Mutex::new(HashMap::new()),
+            changed: Condvar::new(),
+            session_ids: Sequence::new(),
+            generated_ids: Sequence::new(),
+        }
+    }
+
+    /// A session id never handed out before by this store.
+    pub(crate) fn new_session_id(&self) -> SessionId {
+        self.session_ids.next()
+    }
+
     /// Makes `connection` the holder of `client_id`. A live connection holding it is shut
     /// down ([MQTT-3.1.4-2]) and its session waited for; a stored session is handed over.
     /// Returns `None` if the old connection did not hand its session back in time.
-    pub fn claim_session(
+    pub(crate) fn claim(
         &self,
         client_id: &Arc<str>,
         connection: ConnectionId,
@@ -66,7 +114,7 @@ impl Broker {
     ) -> Option<Claim> {
         let deadline = Instant::now() + TAKEOVER_TIMEOUT;
         let mut took_over = false;
-        let mut sessions = self.sessions.lock();
+        let mut sessions = self.slots.lock();
         loop {
             match sessions.get_mut(client_id) {
                 Some(SessionSlot::Connected {
@@ -86,11 +134,7 @@ impl Broker {
                     }
                     // Sleeps without the lock until the old connection's teardown stores
                     // the session and notifies.
-                    if self
-                        .sessions_changed
-                        .wait_until(&mut sessions, deadline)
-                        .timed_out()
-                    {
+                    if self.changed.wait_until(&mut sessions, deadline).timed_out() {
                         return None;
                     }
                 }
@@ -114,14 +158,14 @@ impl Broker {
     }
 
     /// Gives up `client_id` at the end of `connection`: stores `keep` (a Clean Session 0
-    /// session) or forgets the identifier. Returns whether the connection was taken over.
-    pub fn release_session(
+    /// session) or forgets the identifier.
+    pub(crate) fn release(
         &self,
         client_id: &Arc<str>,
         connection: ConnectionId,
         keep: Option<StoredSession>,
-    ) -> bool {
-        let mut sessions = self.sessions.lock();
+    ) -> Released {
+        let mut sessions = self.slots.lock();
         let taken_over = match sessions.get(client_id) {
             Some(SessionSlot::Connected {
                 connection: holder,
@@ -131,11 +175,10 @@ impl Broker {
             // The slot is no longer ours: only after a bug made `release_connection` clear
             // it. The session cannot be kept, so its subscriptions must not stay behind.
             _ => {
-                drop(sessions);
-                if let Some(orphan) = keep {
-                    self.unsubscribe_all(orphan.id, orphan.filters.iter().map(String::as_str));
+                return Released {
+                    taken_over: true,
+                    orphan: keep,
                 }
-                return true;
             }
         };
         match keep {
@@ -147,22 +190,25 @@ impl Broker {
             }
         }
         drop(sessions);
-        self.sessions_changed.notify_all();
-        taken_over
+        self.changed.notify_all();
+        Released {
+            taken_over,
+            orphan: None,
+        }
     }
 
     /// Forgets whatever session slot `connection` holds, without storing anything: the
     /// clean-up after a bug interrupted a handshake.
-    pub fn release_connection(&self, connection: ConnectionId) {
-        self.sessions.lock().retain(|_, slot| {
+    pub(crate) fn release_connection(&self, connection: ConnectionId) {
+        self.slots.lock().retain(|_, slot| {
             !matches!(slot, SessionSlot::Connected { connection: holder, .. } if *holder == connection)
         });
-        self.sessions_changed.notify_all();
+        self.changed.notify_all();
     }
 
     /// Whether another connection has taken `client_id` over from `connection`.
-    pub fn is_taken_over(&self, client_id: &str, connection: ConnectionId) -> bool {
-        let sessions = self.sessions.lock();
+    pub(crate) fn is_taken_over(&self, client_id: &str, connection: ConnectionId) -> bool {
+        let sessions = self.slots.lock();
         matches!(
             sessions.get(client_id),
             Some(SessionSlot::Connected { connection: holder, taken_over: true, .. })
@@ -171,8 +217,8 @@ impl Broker {
     }
 
     /// The number of connected clients (connections past their CONNACK).
-    pub fn client_count(&self) -> usize {
-        let sessions = self.sessions.lock();
+    pub(crate) fn connected_count(&self) -> usize {
+        let sessions = self.slots.lock();
         sessions
             .values()
             .filter(|slot| matches!(slot, SessionSlot::Connected { .. }))
@@ -180,18 +226,22 @@ impl Broker {
     }
 
     /// The number of sessions stored for clients that are not connected.
-    pub fn stored_session_count(&self) -> usize {
-        self.sessions.lock().len() - self.client_count()
+    pub(crate) fn stored_count(&self) -> usize {
+        let sessions = self.slots.lock();
+        sessions
+            .values()
+            .filter(|slot| matches!(slot, SessionSlot::Stored(_)))
+            .count()
     }
 
     /// A Client Identifier for a client that sent an empty one ([MQTT-3.1.3-6]).
     ///
     /// Like Mosquitto's `auto-…` ids: a prefix no sensible client uses plus a number, checked
     /// against the known sessions so that it is unique right now.
-    pub fn generate_client_id(&self) -> String {
+    pub(crate) fn generate_client_id(&self) -> String {
         loop {
-            let candidate = format!("auto-{:016x}", self.next_id());
-            if !self.sessions.lock().contains_key(candidate.as_str()) {
+            let candidate = format!("auto-{:016x}", self.generated_ids.next());
+            if !self.slots.lock().contains_key(candidate.as_str()) {
                 return candidate;
             }
         }

@@ -1,0 +1,551 @@
+//! Handling one packet at a time, for one connected client: open, handle, close.
+//!
+//! A [`Handler`] is what the reader thread owns of the protocol: the client's session
+//! (`src/session/`) and its Will. [`Handler::handle`] takes a packet and appends what the
+//! writer must do; routing, subscribing and storing go through the broker.
+
+use std::sync::Arc;
+
+use crate::broker::{Broker, StoredSession};
+use crate::codec::{
+    Packet, PacketId, Publish, QoS, Suback, Subscribe, SubscribeReturnCode, Unsubscribe, Will,
+};
+use crate::mailbox::{Doorbells, Message};
+use crate::session::{ClientAck, Limits, Session, WriterSide};
+
+use super::{CloseReason, ToWriter};
+
+/// The reader side of one connected client: its session and its Will. Owned by the reader
+/// thread alone.
+#[derive(Debug)]
+pub(crate) struct Handler {
+    pub session: Session,
+    /// The Will of this connection ([MQTT-3.1.2-8]); removed by DISCONNECT. It belongs to
+    /// the connection, not to the session: a resumed session does not bring an old one back.
+    will: Option<Will>,
+}
+
+/// A client ready to run: the reader's part, the writer's part, and whether its session
+/// existed before ([MQTT-3.2.2-2]).
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub handler: Handler,
+    pub writer_side: WriterSide,
+    pub session_present: bool,
+}
+
+impl Handler {
+    /// Resumes `previous` ([MQTT-3.1.2-4]) or starts afresh ([MQTT-3.1.2-6]): the CleanSession
+    /// processing of [MQTT-3.1.4-3].
+    pub(crate) fn open(
+        broker: &Broker,
+        client_id: Arc<str>,
+        clean_session: bool,
+        will: Option<Will>,
+        previous: Option<StoredSession>,
+    ) -> Opened {
+        match previous {
+            Some(StoredSession {
+                session,
+                writer_side,
+            }) if !clean_session => Opened {
+                handler: Handler { session, will },
+                writer_side,
+                session_present: true,
+            },
+            previous => {
+                // [MQTT-3.1.2-6] Clean Session 1 discards whatever was stored.
+                if let Some(old) = previous {
+                    broker.unsubscribe_all(old.session.id, old.session.filters());
+                }
+                let limits = Limits {
+                    max_queued: broker.config.max_queued_messages,
+                    max_in_flight: broker.config.max_inflight_messages,
+                };
+                let id = broker.sessions().new_session_id();
+                let (session, writer_side) = Session::new(id, client_id, clean_session, limits);
+                Opened {
+                    handler: Handler { session, will },
+                    writer_side,
+                    // [MQTT-3.2.2-1] [MQTT-3.2.2-3] a new session is not present.
+                    session_present: false,
+                }
+            }
+        }
+    }
+
+    /// Carries out one packet from the client: appends to `out` what the writer must do,
+    /// or returns why the connection must close. A PUBLISH is routed at once, and the
+    /// subscribers' writers to wake are added to `doorbells`, for the caller to ring.
+    pub(crate) fn handle(
+        &mut self,
+        packet: Packet,
+        broker: &Broker,
+        out: &mut Vec<ToWriter>,
+        doorbells: &mut Doorbells,
+    ) -> Result<(), CloseReason> {
+        match packet {
+            Packet::Publish(publish) => self.handle_publish(publish, broker, out, doorbells),
+            Packet::Pubrel(id) => out.push(ToWriter::Send(self.handle_pubrel(id))),
+            Packet::Puback(id) => out.push(ToWriter::Ack(ClientAck::Puback(id))),
+            Packet::Pubrec(id) => out.push(ToWriter::Ack(ClientAck::Pubrec(id))),
+            Packet::Pubcomp(id) => out.push(ToWriter::Ack(ClientAck::Pubcomp(id))),
+            Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe, broker, out),
+            Packet::Unsubscribe(unsubscribe) => {
+                out.push(ToWriter::Send(self.handle_unsubscribe(unsubscribe, broker)))
+            }
+            // [MQTT-3.12.4-1] every PINGREQ gets a PINGRESP.
+            Packet::Pingreq => out.push(ToWriter::Send(Packet::Pingresp)),
+            Packet::Disconnect => {
+                // [MQTT-3.14.4-3] [MQTT-3.1.2-10] a clean goodbye discards the Will.
+                self.will = None;
+                return Err(CloseReason::ClientDisconnected);
+            }
+            // [MQTT-3.1.0-2] CONNECT only once per connection.
+            Packet::Connect(_) => {
+                return Err(CloseReason::Violation {
+                    rule: "[MQTT-3.1.0-2]",
+                    what: "a second CONNECT on the same connection".into(),
+                })
+            }
+            // [MQTT-4.8.0-1] Table 2.1 gives these the direction server to client only.
+            Packet::Connack(_) | Packet::Suback(_) | Packet::Unsuback(_) | Packet::Pingresp => {
+                return Err(CloseReason::Violation {
+                    rule: "[MQTT-4.8.0-1]",
+                    what: format!("{} is sent by servers, not clients", packet.packet_type()),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes an incoming PUBLISH and answers it according to its QoS ([MQTT-3.3.4-1]).
+    fn handle_publish(
+        &mut self,
+        publish: Publish,
+        broker: &Broker,
+        out: &mut Vec<ToWriter>,
+        doorbells: &mut Doorbells,
+    ) {
+        #[cfg(feature = "fault-injection")]
+        crate::fault::inject(&publish.topic, crate::fault::PANIC_IN_READER);
+        let message = Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+        };
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => {
+                broker.publish(&message, doorbells);
+                // [MQTT-4.3.2-2] PUBACK after taking ownership; a later PUBLISH with the same
+                // id is a new message, whatever its DUP flag.
+                out.push(ToWriter::Send(Packet::Puback(id)));
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                // [MQTT-4.3.3-2] route on the first PUBLISH with this id only; a re-send
+                // before PUBREL gets PUBREC again and is not routed a second time.
+                if self.session.receive_qos2(id) {
+                    broker.publish(&message, doorbells);
+                }
+                out.push(ToWriter::Send(Packet::Pubrec(id)));
+            }
+            // QoS 0 (the decoder guarantees an identifier exactly when QoS > 0).
+            _ => broker.publish(&message, doorbells),
+        }
+    }
+
+    /// [MQTT-4.3.3-2] PUBREL releases the identifier, and PUBCOMP confirms it. An unknown
+    /// identifier is answered too, so that a client retrying after a reconnect can finish.
+    fn handle_pubrel(&mut self, id: PacketId) -> Packet {
+        self.session.release(id);
+        Packet::Pubcomp(id)
+    }
+
+    /// [MQTT-3.8.4-4] each filter as if it came alone, one SUBACK for all of them, with the
+    /// codes in the order of the filters ([MQTT-3.8.4-5], [MQTT-3.9.3-1]), then the retained
+    /// messages that match ([MQTT-3.3.1-6]).
+    fn handle_subscribe(&mut self, subscribe: Subscribe, broker: &Broker, out: &mut Vec<ToWriter>) {
+        let mut retained = Vec::new();
+        let mut return_codes = Vec::with_capacity(subscribe.requests.len());
+        for request in subscribe.requests {
+            let session = &mut self.session;
+            let code = broker.subscribe(session.id, session.outbox(), &request.filter, request.qos);
+            if let SubscribeReturnCode::Granted(granted) = code {
+                // [MQTT-3.8.4-3] a repeated filter replaces the subscription, and its
+                // retained messages are sent again.
+                retained.push(ToWriter::SendRetained {
+                    filter: request.filter.clone(),
+                    granted,
+                });
+                session.subscribed(request.filter);
+            }
+            return_codes.push(code);
+        }
+        // [MQTT-3.8.4-1] [MQTT-3.8.4-2] a SUBACK with the same Packet Identifier.
+        out.push(ToWriter::Send(Packet::Suback(Suback {
+            packet_id: subscribe.packet_id,
+            return_codes,
+        })));
+        out.extend(retained);
+    }
+
+    /// [MQTT-3.10.4-6] each filter removed on its own, one UNSUBACK for all, sent even when
+    /// nothing matched ([MQTT-3.10.4-4], [MQTT-3.10.4-5]).
+    fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe, broker: &Broker) -> Packet {
+        for filter in &unsubscribe.filters {
+            // [MQTT-3.10.4-1] literal comparison; [MQTT-3.10.4-2] no new messages after this.
+            // Messages already in flight or queued are still delivered ([MQTT-3.10.4-3]).
+            broker.unsubscribe(self.session.id, filter);
+            self.session.unsubscribed(filter);
+        }
+        Packet::Unsuback(unsubscribe.packet_id)
+    }
+
+    /// Publishes the Will, if the connection still has one ([MQTT-3.1.2-8]): with its own
+    /// QoS, and retained if Will Retain was set ([MQTT-3.1.2-16], [MQTT-3.1.2-17]). It is
+    /// removed once published ([MQTT-3.1.2-10]).
+    pub(crate) fn publish_will(&mut self, broker: &Broker) {
+        // With Will Flag 0 there is no Will, so nothing is published ([MQTT-3.1.2-12]).
+        if let Some(will) = self.will.take() {
+            log::info!(
+                "client {:?}: publishing its Will to {:?}",
+                self.session.client_id,
+                will.topic
+            );
+            // A batch of one: the Doorbells ring as they are dropped, at the end of the line.
+            broker.publish(
+                &Message {
+                    topic: Arc::from(will.topic.as_str()),
+                    payload: Arc::from(will.message),
+                    qos: will.qos,
+                    retain: will.retain,
+                },
+                &mut Doorbells::new(),
+            );
+        }
+    }
+
+    /// Ends the connection's hold on the session. A Clean Session 0 session comes back as a
+    /// [`StoredSession`] to keep ([MQTT-3.1.2-4], [MQTT-4.1.0-1]); a Clean Session 1 session
+    /// ends here, its subscriptions removed ([MQTT-3.1.2-6]). Without its writer side (the
+    /// writer thread died) the session cannot be kept either.
+    pub(crate) fn close(
+        self,
+        broker: &Broker,
+        writer_side: Option<WriterSide>,
+    ) -> Option<StoredSession> {
+        let session = self.session;
+        match writer_side {
+            Some(writer_side) if !session.clean_session => Some(StoredSession {
+                session,
+                writer_side,
+            }),
+            _ => {
+                broker.unsubscribe_all(session.id, session.filters());
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::subscribe::SubscribeRequest;
+    use crate::codec::Connack;
+    use crate::config::Config;
+    use crate::mailbox::Delivery;
+    use crossbeam_channel::Receiver;
+
+    fn session(broker: &Broker, name: &str) -> (Handler, Receiver<Delivery>) {
+        let opened = Handler::open(broker, name.into(), true, None, None);
+        (opened.handler, opened.writer_side.deliveries)
+    }
+
+    /// Runs one packet and returns what it asked of the writer.
+    fn run(s: &mut Handler, broker: &Broker, packet: Packet) -> Vec<ToWriter> {
+        let mut out = Vec::new();
+        s.handle(packet, broker, &mut out, &mut Doorbells::new())
+            .unwrap();
+        out
+    }
+
+    /// The packets a list of writer requests would send (deliveries shown as their topic).
+    fn sent(requests: &[ToWriter]) -> Vec<Packet> {
+        requests
+            .iter()
+            .filter_map(|r| match r {
+                ToWriter::Send(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn publish(qos: QoS, id: Option<PacketId>, dup: bool) -> Packet {
+        Packet::Publish(Publish {
+            dup,
+            qos,
+            retain: false,
+            topic: "t".into(),
+            packet_id: id,
+            payload: Arc::from(&b"m"[..]),
+        })
+    }
+
+    fn subscribe(filters: &[&str]) -> Packet {
+        Packet::Subscribe(Subscribe {
+            packet_id: 1,
+            requests: filters
+                .iter()
+                .map(|f| SubscribeRequest {
+                    filter: (*f).into(),
+                    qos: QoS::ExactlyOnce,
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn a_resent_qos2_publish_is_acknowledged_but_routed_once_mqtt_4_3_3_2() {
+        let broker = Broker::new(Config::default());
+        let (mut sub, inbox) = session(&broker, "sub");
+        let (mut publisher, _) = session(&broker, "pub");
+        run(&mut sub, &broker, subscribe(&["t"]));
+        let first = run(
+            &mut publisher,
+            &broker,
+            publish(QoS::ExactlyOnce, Some(9), false),
+        );
+        let again = run(
+            &mut publisher,
+            &broker,
+            publish(QoS::ExactlyOnce, Some(9), true),
+        );
+        assert_eq!(sent(&first), [Packet::Pubrec(9)]);
+        assert_eq!(sent(&again), [Packet::Pubrec(9)]);
+        assert_eq!(inbox.len(), 1);
+        // After PUBREL/PUBCOMP the identifier is free: the same id is a new message.
+        let released = run(&mut publisher, &broker, Packet::Pubrel(9));
+        assert_eq!(sent(&released), [Packet::Pubcomp(9)]);
+        run(
+            &mut publisher,
+            &broker,
+            publish(QoS::ExactlyOnce, Some(9), false),
+        );
+        assert_eq!(inbox.len(), 2);
+    }
+
+    #[test]
+    fn a_qos1_publish_is_acknowledged_and_a_repeat_is_a_new_message_mqtt_4_3_2_2() {
+        let broker = Broker::new(Config::default());
+        let (mut sub, inbox) = session(&broker, "sub");
+        let (mut publisher, _) = session(&broker, "pub");
+        run(&mut sub, &broker, subscribe(&["t"]));
+        for dup in [false, true] {
+            let out = run(
+                &mut publisher,
+                &broker,
+                publish(QoS::AtLeastOnce, Some(4), dup),
+            );
+            assert_eq!(sent(&out), [Packet::Puback(4)]);
+        }
+        assert_eq!(inbox.len(), 2);
+    }
+
+    #[test]
+    fn acknowledgements_from_the_client_go_to_the_writer() {
+        let broker = Broker::new(Config::default());
+        let (mut s, _) = session(&broker, "s");
+        let out = run(&mut s, &broker, Packet::Puback(3));
+        assert!(matches!(out[..], [ToWriter::Ack(ClientAck::Puback(3))]));
+    }
+
+    #[test]
+    fn pubrel_for_an_unknown_id_still_gets_pubcomp() {
+        let broker = Broker::new(Config::default());
+        let (mut s, _) = session(&broker, "s");
+        assert_eq!(
+            sent(&run(&mut s, &broker, Packet::Pubrel(77))),
+            [Packet::Pubcomp(77)]
+        );
+    }
+
+    #[test]
+    fn suback_has_one_code_per_filter_in_order_mqtt_3_9_3_1() {
+        let broker = Broker::new(Config::default());
+        let (mut s, _) = session(&broker, "s");
+        let deep = vec!["x"; 201].join("/");
+        let out = run(&mut s, &broker, subscribe(&["a", &deep, "b/#"]));
+        let [Packet::Suback(suback)] = &sent(&out)[..] else {
+            panic!("expected one SUBACK");
+        };
+        assert_eq!(suback.packet_id, 1);
+        assert_eq!(
+            suback.return_codes,
+            [
+                SubscribeReturnCode::Granted(QoS::ExactlyOnce),
+                SubscribeReturnCode::Failure,
+                SubscribeReturnCode::Granted(QoS::ExactlyOnce),
+            ]
+        );
+    }
+
+    #[test]
+    fn retained_messages_are_requested_after_the_suback_mqtt_3_3_1_6() {
+        let broker = Broker::new(Config::default());
+        let (mut s, _) = session(&broker, "s");
+        let out = run(&mut s, &broker, subscribe(&["r/+", "x"]));
+        assert!(matches!(out[0], ToWriter::Send(Packet::Suback(_))));
+        let requested: Vec<(&str, QoS)> = out[1..]
+            .iter()
+            .map(|r| match r {
+                ToWriter::SendRetained { filter, granted } => (filter.as_str(), *granted),
+                other => panic!("expected retained requests, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            requested,
+            [("r/+", QoS::ExactlyOnce), ("x", QoS::ExactlyOnce)]
+        );
+    }
+
+    #[test]
+    fn unsuback_is_sent_even_when_nothing_matched_mqtt_3_10_4_5() {
+        let broker = Broker::new(Config::default());
+        let (mut s, _) = session(&broker, "s");
+        let unsubscribe = Packet::Unsubscribe(Unsubscribe {
+            packet_id: 5,
+            filters: vec!["never/subscribed".into()],
+        });
+        assert_eq!(
+            sent(&run(&mut s, &broker, unsubscribe)),
+            [Packet::Unsuback(5)]
+        );
+    }
+
+    #[test]
+    fn closing_a_clean_session_removes_all_its_subscriptions_mqtt_3_1_2_6() {
+        let broker = Broker::new(Config::default());
+        let (mut s, _) = session(&broker, "s");
+        run(&mut s, &broker, subscribe(&["a", "b/+", "#"]));
+        assert_eq!(broker.subscription_count(), 3);
+        assert!(s.close(&broker, None).is_none());
+        assert_eq!(broker.subscription_count(), 0);
+    }
+
+    #[test]
+    fn a_session_kept_and_resumed_has_its_state_mqtt_3_1_2_4() {
+        let broker = Broker::new(Config::default());
+        let opened = Handler::open(&broker, "k".into(), false, None, None);
+        assert!(!opened.session_present);
+        let (mut s, writer_side) = (opened.handler, opened.writer_side);
+        run(&mut s, &broker, subscribe(&["keep/#"]));
+        run(&mut s, &broker, publish(QoS::ExactlyOnce, Some(5), false));
+        let id = s.session.id;
+        let stored = s.close(&broker, Some(writer_side)).expect("kept");
+        assert_eq!(
+            broker.subscription_count(),
+            1,
+            "subscriptions stay while offline"
+        );
+        let resumed = Handler::open(&broker, "k".into(), false, None, Some(stored));
+        assert!(resumed.session_present);
+        let mut session = resumed.handler.session;
+        assert_eq!(session.id, id);
+        assert!(!session.receive_qos2(5), "id 5 still awaits its PUBREL");
+    }
+
+    #[test]
+    fn clean_session_discards_a_stored_session_mqtt_3_1_2_6() {
+        let broker = Broker::new(Config::default());
+        let opened = Handler::open(&broker, "k".into(), false, None, None);
+        let (mut s, writer_side) = (opened.handler, opened.writer_side);
+        run(&mut s, &broker, subscribe(&["a", "b"]));
+        let stored = s.close(&broker, Some(writer_side));
+        let fresh = Handler::open(&broker, "k".into(), true, None, stored);
+        assert!(!fresh.session_present);
+        assert_eq!(broker.subscription_count(), 0);
+    }
+
+    #[test]
+    fn disconnect_discards_the_will_mqtt_3_14_4_3() {
+        let broker = Broker::new(Config::default());
+        let will = Will {
+            topic: "w".into(),
+            message: b"gone".to_vec(),
+            qos: QoS::AtMostOnce,
+            retain: true,
+        };
+        let mut s = Handler::open(&broker, "w".into(), true, Some(will), None).handler;
+        let reason = s
+            .handle(
+                Packet::Disconnect,
+                &broker,
+                &mut Vec::new(),
+                &mut Doorbells::new(),
+            )
+            .unwrap_err();
+        assert!(matches!(reason, CloseReason::ClientDisconnected));
+        s.publish_will(&broker);
+        let mut retained = 0;
+        broker.for_each_retained("w", |_| retained += 1);
+        assert_eq!(retained, 0, "no Will was published");
+    }
+
+    #[test]
+    fn a_second_connect_is_a_protocol_violation_mqtt_3_1_0_2() {
+        let broker = Broker::new(Config::default());
+        let (mut s, _) = session(&broker, "s");
+        let connect = crate::codec::Connect {
+            protocol: crate::codec::ProtocolVersion::V3_1_1,
+            clean_session: true,
+            keep_alive: 0,
+            client_id: "s".into(),
+            will: None,
+            username: None,
+            password: None,
+        };
+        let reason = s
+            .handle(
+                Packet::Connect(Box::new(connect)),
+                &broker,
+                &mut Vec::new(),
+                &mut Doorbells::new(),
+            )
+            .unwrap_err();
+        assert!(matches!(
+            reason,
+            CloseReason::Violation {
+                rule: "[MQTT-3.1.0-2]",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn server_only_packets_from_a_client_are_violations() {
+        let broker = Broker::new(Config::default());
+        let (mut s, _) = session(&broker, "s");
+        let connack = Packet::Connack(Connack {
+            session_present: false,
+            code: crate::codec::ConnectReturnCode::Accepted,
+        });
+        for packet in [connack, Packet::Pingresp, Packet::Unsuback(1)] {
+            let reason = s
+                .handle(packet, &broker, &mut Vec::new(), &mut Doorbells::new())
+                .unwrap_err();
+            assert!(reason.is_violation());
+        }
+    }
+
+    #[test]
+    fn pingreq_gets_pingresp_mqtt_3_12_4_1() {
+        let broker = Broker::new(Config::default());
+        let (mut s, _) = session(&broker, "s");
+        assert_eq!(
+            sent(&run(&mut s, &broker, Packet::Pingreq)),
+            [Packet::Pingresp]
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! The protocol handler: what each packet from a connected client *does* (spec §3, §4.3,
+//! §4.8), in plain functions over plain data.
+//!
+//! This is mqttd's counterpart of Mosquitto's `handle_*.c` files and mini-redis's `cmd/`:
+//! it sits above the broker (which it calls to route, subscribe and store sessions) and
+//! below the connection (whose threads do the I/O around it). No socket, no thread: the
+//! unit tests drive it directly with packets and a [`Broker`](crate::broker::Broker).
+//!
+//! | file         | step                                                                  |
+//! |--------------|-----------------------------------------------------------------------|
+//! | `connect.rs` | open: the Client Identifier, the CleanSession processing, refusals    |
+//! | `handler.rs` | handle: one packet at a time ([`Handler::handle`]), the Will, close    |
+//! | `close.rs`   | why a connection ended ([`CloseReason`]), and how that is logged       |
+//!
+//! | packet from the client | what happens                                    | to the writer |
+//! |------------------------|-------------------------------------------------|---------------|
+//! | PUBLISH QoS 0          | routed to matching subscribers                  | –             |
+//! | PUBLISH QoS 1          | routed                                          | PUBACK        |
+//! | PUBLISH QoS 2          | routed once; identifier kept until PUBREL       | PUBREC        |
+//! | PUBREL                 | identifier released                             | PUBCOMP       |
+//! | PUBACK, PUBREC, PUBCOMP| acknowledge *our* messages                      | the ack itself |
+//! | SUBSCRIBE              | each filter added to the trie                   | SUBACK, then retained messages |
+//! | UNSUBSCRIBE            | each filter removed                             | UNSUBACK      |
+//! | PINGREQ                | –                                               | PINGRESP      |
+//! | DISCONNECT             | the connection ends cleanly, Will discarded     | –             |
+//! | CONNECT (again)        | protocol violation, close                       | –             |
+//! | CONNACK, SUBACK, UNSUBACK, PINGRESP | server-only packets: violation, close | –       |
+
+mod close;
+mod connect;
+mod handler;
+
+use crate::codec::{Packet, QoS};
+use crate::session::ClientAck;
+
+pub(crate) use close::{is_timeout, CloseReason};
+pub(crate) use connect::{
+    assign_client_id, keep_alive_timeout, open_session, reaction_to, Refusal,
+};
+pub(crate) use handler::{Handler, Opened};
+
+/// What the reader thread asks of the writer thread (over the control channel).
+#[derive(Debug)]
+pub(crate) enum ToWriter {
+    /// Send this packet (an answer: CONNACK, PUBACK, SUBACK, PINGRESP, …).
+    Send(Packet),
+    /// Send the retained messages matching `filter`, at most at QoS `granted`, to a new
+    /// subscription ([MQTT-3.3.1-6]). The writer looks them up itself, just before sending:
+    /// a retained message read any earlier could be older than a live RETAIN=1 message on
+    /// the same topic that the writer sends first, and the client would end up with stale
+    /// state.
+    SendRetained { filter: String, granted: QoS },
+    /// The client acknowledged one of our messages.
+    Ack(ClientAck),
+}
