@@ -5,18 +5,30 @@
 //! standard's identifier in a comment (`[MQTT-3.1.2-24]`), and every module has a chapter
 //! in `walkthrough/` that tells you what to read in which order.
 //!
-//! | module          | concept                                           | spec            | chapter |
-//! |-----------------|---------------------------------------------------|-----------------|---------|
-//! | [`codec`]       | bytes ⇄ packets: fixed header, Remaining Length, the 14 packet types | §1.5, §2, §3 | 01 |
-//! | [`topic`]       | topic names, filters, wildcards, the subscription trie | §4.7        | 03 |
-//! | [`broker`]      | shared state: sessions by client, subscriptions, retained messages, routing | §3.3.1.3, §3.3.5, §4.5 | 03, 04, 06, 07 |
-//! | [`session`]     | what a client's packets do; QoS 1/2 state both ways; what survives a disconnect | §3.1.2.4, §4.1, §4.3, §4.4, §4.6 | 05, 06 |
-//! | [`connection`]  | one client's threads: handshake, reader, writer, keepalive, teardown, Will | §3.1, §3.2, §3.12–§3.14, §4.8 | 00, 02, 07 |
-//! | [`server`]      | the listening socket, the acceptor thread, starting and stopping | §4.2     | 00 |
-//! | [`config`]      | the settings and their defaults                    |                 | 00 |
+//! The modules are layers, and imports run one way: each module uses only those listed
+//! below it (`tests/layers.rs` fails otherwise). Read from the bottom up, every module
+//! makes sense without the ones above it.
+//!
+//! | layer | module          | concept                                           | spec            | chapter |
+//! |-------|-----------------|---------------------------------------------------|-----------------|---------|
+//! | 7     | [`server`]      | the listening socket, the acceptor thread, starting and stopping | §4.2     | 00 |
+//! | 6     | `connection`    | one client's threads: handshake, reader, writer, keepalive, teardown | §3.1, §3.2, §4.8 | 00, 02, 09 |
+//! | 5     | `protocol`      | what each packet does: open, handle, close; why a connection ended | §3, §4.3, §4.8 | 02, 04, 05 |
+//! | 4     | [`broker`]      | shared state: the session store, the subscription trie, retained messages, routing | §3.3.5, §4.5 | 03, 04, 06, 07 |
+//! | 3     | `session`       | one client's state that survives a disconnect; QoS 1/2 state both ways | §3.1.2.4, §4.1, §4.4 | 05, 06 |
+//! | 2     | [`mailbox`]     | a message, a delivery, the Outbox and the Doorbells a session is delivered through | §4.6 | 04, 09 |
+//! | 1     | [`codec`]       | bytes ⇄ packets: fixed header, Remaining Length, the 14 packet types | §1.5, §2, §3 | 01 |
+//! | 0     | [`topic`]       | topic names, filters, wildcards, the trie and the topic map | §4.7        | 03, 07 |
+//! | 0     | [`config`]      | the settings, their defaults and their limits      |                 | 00 |
+//! | 0     | `socket`        | one TCP socket shared by a connection's threads    |                 | 00 |
+//!
+//! The modules without a link are internal (`pub(crate)`): an embedder needs only
+//! [`Server`], [`Config`], the counters on [`broker::Broker`], and the codec and topic
+//! types, which the tests and benchmarks use too.
 //!
 //! The shape is deliberately simple: synchronous, **thread-per-connection**, no async
-//! runtime. See [`server`] for the thread diagram and [`connection`] for one client's threads.
+//! runtime. See [`server`] for the thread diagram and `src/connection/mod.rs` for one
+//! client's threads.
 //!
 //! To embed a broker (this is what the integration tests do):
 //!

@@ -247,3 +247,70 @@ impl SessionStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Limits;
+    use std::net::{TcpListener, TcpStream};
+
+    /// A real socket to put in a slot (the store shuts it down at a takeover).
+    fn socket() -> (Socket, TcpListener) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        (Socket::new(stream), listener)
+    }
+
+    fn stored(store: &SessionStore, client_id: &str) -> StoredSession {
+        let limits = Limits {
+            max_queued: 10,
+            max_in_flight: 10,
+        };
+        let id = store.new_session_id();
+        let (session, writer_side) = Session::new(id, client_id.into(), false, limits);
+        StoredSession {
+            session,
+            writer_side,
+        }
+    }
+
+    #[test]
+    fn generated_client_ids_count_one_by_one_mqtt_3_1_3_6() {
+        let store = SessionStore::new();
+        store.new_session_id();
+        assert_eq!(store.generate_client_id(), "auto-0000000000000001");
+        assert_eq!(store.generate_client_id(), "auto-0000000000000002");
+    }
+
+    #[test]
+    fn a_kept_session_is_handed_to_the_next_claim_mqtt_3_1_2_4() {
+        let store = SessionStore::new();
+        let (socket, _listener) = socket();
+        let client_id: Arc<str> = "k".into();
+        let first = store.claim(&client_id, 1, socket.clone()).unwrap();
+        assert!(first.previous.is_none() && !first.took_over);
+        assert_eq!(store.connected_count(), 1);
+        let keep = stored(&store, "k");
+        let id = keep.session.id;
+        let released = store.release(&client_id, 1, Some(keep));
+        assert!(!released.taken_over && released.orphan.is_none());
+        assert_eq!((store.connected_count(), store.stored_count()), (0, 1));
+        let second = store.claim(&client_id, 2, socket).unwrap();
+        assert_eq!(second.previous.map(|p| p.session.id), Some(id));
+    }
+
+    #[test]
+    fn a_release_by_a_connection_that_no_longer_holds_the_slot_returns_the_orphan() {
+        let store = SessionStore::new();
+        let (socket, _listener) = socket();
+        let client_id: Arc<str> = "k".into();
+        store.claim(&client_id, 1, socket).unwrap();
+        store.release_connection(1);
+        let released = store.release(&client_id, 1, Some(stored(&store, "k")));
+        assert!(
+            released.orphan.is_some(),
+            "its subscriptions must be removed"
+        );
+        assert_eq!(store.stored_count(), 0);
+    }
+}
