@@ -33,8 +33,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `config.bind` (port 0 picks a free port) and starts accepting connections.
+    /// Checks the settings ([`Config::validate`]: a bad one is an `InvalidInput` error that
+    /// names it), binds `config.bind` (port 0 picks a free port) and starts accepting
+    /// connections.
     pub fn start(mut config: Config) -> io::Result<Server> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(config.bind)?;
         let local_addr = listener.local_addr()?;
         log::info!("mqttd listening on {local_addr}");
@@ -180,6 +185,18 @@ fn accept_loop(listener: TcpListener, broker: Arc<Broker>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_setting_that_cannot_work_is_refused_at_start_by_name() {
+        let config = Config {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            max_queued_messages: 0,
+            ..Config::default()
+        };
+        let error = Server::start(config).expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert!(error.to_string().contains("max_queued_messages"), "{error}");
+    }
 
     #[test]
     fn the_default_map_limit_leaves_room_for_about_8000_connections() {
