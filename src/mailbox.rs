@@ -38,7 +38,7 @@ pub struct Message {
 
 /// One message on its way to one subscriber.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     pub message: Message,
     /// min(published QoS, granted QoS) ([MQTT-3.8.4-6]).
     pub qos: QoS,
@@ -73,7 +73,7 @@ impl Delivery {
 
 /// What became of a delivery offered to an [`Outbox`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Offer {
+pub(crate) enum Offer {
     Queued,
     /// The queue was full: dropped and counted.
     Dropped,
@@ -98,7 +98,7 @@ pub enum Offer {
 /// room for one message, so the queue can exceed its limit by one message per publisher
 /// thread racing at that moment.
 #[derive(Debug)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     client_id: Arc<str>,
     sender: Sender<Delivery>,
     /// `max_queued_messages`: the most messages the queue holds.
@@ -228,7 +228,7 @@ impl Outbox {
 /// [`Doorbells::ring`] before it reads again. Dropping it rings too, so a Will published
 /// during teardown, or a batch cut short by a panic, still wakes the writers it fed.
 #[derive(Debug, Default)]
-pub struct Doorbells {
+pub(crate) struct Doorbells {
     outboxes: Vec<Arc<Outbox>>,
 }
 
