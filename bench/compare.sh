@@ -9,11 +9,23 @@
 #   ONLY="pair8 latency" bench/compare.sh      just these scenarios (labels below)
 #   MOSQ_NODELAY=0 bench/compare.sh            leave Mosquitto's default, Nagle's algorithm on
 #   RAISE_MAP_COUNT=1 bench/compare.sh         raise vm.max_map_count for the run (needs root)
+#   BASELINE=../base/target/release/mqttd bench/compare.sh
+#                                   also run that mqttd (say, the commit before a change) as
+#                                   mqttd-base, and print the ratio mqttd / mqttd-base too
+#   MQTTD=path LOADGEN=path bench/compare.sh   use these binaries instead of building them
 #
 # Every run gets a fresh broker process on a free port in 18900-18999, started by this
 # script and stopped by the PID it recorded (and by the EXIT trap if anything goes wrong).
-# Rounds alternate the brokers: mqttd, mosquitto, mqttd, mosquitto, ...
+# Rounds alternate the brokers: mqttd, mosquitto, mqttd, mosquitto, ... or, with BASELINE,
+# mqttd, mqttd-base, mosquitto, mqttd, mqttd-base, mosquitto, ...
 set -euo pipefail
+
+# Paths given on the command line are relative to where it was typed, not to the checkout
+# we move to below.
+abs_path() { readlink -f -- "$1" || echo "$1"; }
+MQTTD=${MQTTD:+$(abs_path "$MQTTD")}
+LOADGEN=${LOADGEN:+$(abs_path "$LOADGEN")}
+BASELINE=${BASELINE:+$(abs_path "$BASELINE")}
 
 cd "$(dirname "$0")/.."
 
@@ -28,9 +40,19 @@ fi
 SCRIPT_LIMIT=${SCRIPT_LIMIT:-1500}
 PORT_FIRST=18900
 PORT_LAST=18999
-MQTTD=target/release/mqttd
-LOADGEN=target/release/examples/loadgen
+# Built by prepare() from this checkout unless given: MQTTD lets a copy built elsewhere
+# stand in (while this checkout does not build, or to keep its target/ untouched).
+BUILD_MQTTD=${MQTTD:+0}
+BUILD_LOADGEN=${LOADGEN:+0}
+MQTTD=${MQTTD:-target/release/mqttd}
+LOADGEN=${LOADGEN:-target/release/examples/loadgen}
 MOSQUITTO=/usr/sbin/mosquitto
+# The brokers each round runs, in this order.
+if [[ -n "$BASELINE" ]]; then
+    BROKERS=(mqttd mqttd-base mosquitto)
+else
+    BROKERS=(mqttd mosquitto)
+fi
 
 # label | loadgen arguments | metrics summarised (the first is the headline)
 SCENARIOS=(
@@ -91,9 +113,35 @@ prepare() {
             "(2 threads per connection) stops at about $((maps / 8)) connections;" \
             "RAISE_MAP_COUNT=1 raises it for the run (see bench/README.md)"
     fi
-    log "building mqttd and the load generator (release)"
-    cargo build --release --quiet
-    cargo build --release --quiet --example loadgen
+    # Two commands, not one `cargo build --bins --examples`: the examples' dev-dependency
+    # on this crate turns on `fault-injection`, and in one command the broker binary would
+    # get it too.
+    if [[ "${BUILD_MQTTD:-1}" == 1 ]]; then
+        log "building mqttd (release)"
+        cargo build --release --quiet
+    fi
+    if [[ "${BUILD_LOADGEN:-1}" == 1 ]]; then
+        log "building the load generator (release)"
+        cargo build --release --quiet --example loadgen
+    fi
+    local bin
+    for bin in "$MQTTD" "$LOADGEN" ${BASELINE:+"$BASELINE"}; do
+        if [[ ! -x $bin ]]; then
+            log "not an executable: $bin"
+            return 1
+        fi
+    done
+    for bin in "$MQTTD" ${BASELINE:+"$BASELINE"}; do
+        # The same check as above, for binaries built elsewhere: a broker with the test-only
+        # fault topics compares a topic per PUBLISH that the other may not.
+        if grep -qa 'fault/panic' "$bin"; then
+            log "warning: $bin was built with the fault-injection feature" \
+                "(build it with \`cargo build --release\` alone)"
+        fi
+    done
+    log "mqttd: $MQTTD"
+    if [[ -n "$BASELINE" ]]; then log "mqttd-base: $BASELINE"; fi
+    log "loadgen: $LOADGEN"
     if [[ ! -x $MOSQUITTO ]]; then
         log "installing mosquitto"
         apt-get update && apt-get install -y mosquitto
@@ -121,8 +169,10 @@ free_port() {
 start_broker() {
     local name=$1 port=$2
     case $name in
-    mqttd)
-        RUST_LOG=warn $MQTTD --port "$port" --max-connections 20000 --max-queued 1000 \
+    mqttd | mqttd-base)
+        local bin=$MQTTD
+        if [[ $name == mqttd-base ]]; then bin=$BASELINE; fi
+        RUST_LOG=warn "$bin" --port "$port" --max-connections 20000 --max-queued 1000 \
             >"$WORK/broker.log" 2>&1 &
         ;;
     mosquitto)
@@ -220,7 +270,7 @@ time_left() {
 }
 
 run_all() {
-    local entry label args round
+    local entry label args round broker
     for entry in "$RELAY_SCENARIO" "${SCENARIOS[@]}"; do
         IFS='|' read -r label args _ <<<"$entry"
         wanted "$label" || continue
@@ -230,10 +280,10 @@ run_all() {
                 # shellcheck disable=SC2086 # $args is a list of arguments
                 run_one "$label" relay "$round" $args
             else
-                # shellcheck disable=SC2086
-                run_one "$label" mqttd "$round" $args
-                # shellcheck disable=SC2086
-                run_one "$label" mosquitto "$round" $args
+                for broker in "${BROKERS[@]}"; do
+                    # shellcheck disable=SC2086
+                    run_one "$label" "$broker" "$round" $args
+                done
             fi
         done
     done
@@ -261,17 +311,26 @@ $1 == label && $4 == "RESULT" {
     }
 }
 END {
-    nm = 0; nq = 0; nr = 0; nl = 0
+    nm = 0; nq = 0; nr = 0; nl = 0; nb = 0; nrb = 0
+    lo = ""; hi = ""
     for (key in value) {
         split(key, part, SUBSEP)
         if (part[1] == "mqttd") m[++nm] = value[key]
         if (part[1] == "mosquitto") q[++nq] = value[key]
+        if (part[1] == "mqttd-base") b[++nb] = value[key]
         if (part[1] == "relay") l[++nl] = value[key]
         if (part[1] == "mqttd" && (("mosquitto", part[2]) in value) && value["mosquitto", part[2]] != 0)
             r[++nr] = value[key] / value["mosquitto", part[2]]
+        if (part[1] == "mqttd" && (("mqttd-base", part[2]) in value) && value["mqttd-base", part[2]] != 0) {
+            t = value[key] / value["mqttd-base", part[2]]
+            rb[++nrb] = t
+            if (lo == "" || t < lo) lo = t
+            if (hi == "" || t > hi) hi = t
+        }
     }
     if (nl > 0) printf "%-12s %-18s %14s\n", label, metric, "relay " show(median(l, nl))
-    else printf "%-12s %-18s %14s %14s %10s\n", label, metric, show(median(m, nm)), show(median(q, nq)), show(median(r, nr))
+    else if (!base) printf "%-12s %-18s %14s %14s %10s\n", label, metric, show(median(m, nm)), show(median(q, nq)), show(median(r, nr))
+    else printf "%-12s %-18s %14s %14s %14s %10s %10s %11s\n", label, metric, show(median(m, nm)), show(median(b, nb)), show(median(q, nq)), show(median(r, nr)), show(median(rb, nrb)), (nrb ? sprintf("%.2f-%.2f", lo, hi) : "-")
 }'
 
 # Medians per scenario, broker and metric, and the median of the per-round ratios.
@@ -279,12 +338,21 @@ summarize() {
     local entry label metrics
     echo
     echo "SUMMARY rounds=$ROUNDS secs=$SECS (medians; ratio = median over rounds of mqttd/mosquitto)"
-    printf '%-12s %-18s %14s %14s %10s\n' scenario metric mqttd mosquitto ratio
+    if [[ -n "$BASELINE" ]]; then
+        # The spread of the per-round ratios is the noise to read vs_base against: mqttd
+        # and mqttd-base ran back to back in each round.
+        echo "vs_base = median over rounds of mqttd/mqttd-base, base_range = its lowest-highest"
+        printf '%-12s %-18s %14s %14s %14s %10s %10s %11s\n' scenario metric mqttd mqttd-base \
+            mosquitto ratio vs_base base_range
+    else
+        printf '%-12s %-18s %14s %14s %10s\n' scenario metric mqttd mosquitto ratio
+    fi
     for entry in "$RELAY_SCENARIO" "${SCENARIOS[@]}"; do
         IFS='|' read -r label _ metrics <<<"$entry"
         wanted "$label" || continue
         for metric in $metrics; do
-            awk -v label="$label" -v metric="$metric" "$SUMMARY_AWK" "$RESULTS"
+            awk -v label="$label" -v metric="$metric" -v base="${BASELINE:+1}" \
+                "$SUMMARY_AWK" "$RESULTS"
         done
     done
     local failed
