@@ -60,7 +60,8 @@ impl Default for Config {
 /// A setting whose value cannot work, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// The setting's name, as the command line and (later) the configuration file spell it.
+    /// The setting's name, as Mosquitto's configuration file spells it (the command-line
+    /// flag may be shorter: `--max-inflight` sets `max_inflight_messages`).
     pub setting: &'static str,
     pub problem: String,
 }
