@@ -19,10 +19,9 @@
 use std::io::{self, Read, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, SendError, Sender};
+use crossbeam_channel::{Receiver, SendError};
 
 use crate::broker::{Broker, ConnectionId};
 use crate::codec::{read_frame, Connack, Connect, ConnectReturnCode, FrameError, Packet};
@@ -170,10 +169,12 @@ fn refuse(socket: &Socket, peer: &str, refusal: Refusal) {
 
 /// Starts the reader and writer threads of an accepted connection.
 ///
-/// Both threads are started first and wait for their state, so that if either cannot
-/// start, or dies while starting, nothing has been handed over yet: [`give_up`] is then
-/// the one way back. Once the writer has its state, the reader gets its own; if the reader
-/// thread is gone by then, its normal teardown runs here instead.
+/// The reader thread starts first and waits for its state, so that if it cannot start,
+/// nothing has been handed over yet. The writer thread is started with its state moved in
+/// (a channel to hand it over later would cost every connection another allocation): if it
+/// cannot start, its side of the session goes down with it. Either way [`give_up`] is the
+/// one way back. Last, the reader gets its state; if the reader thread is gone by then,
+/// its normal teardown runs here instead.
 fn start_session_threads(
     input: Input,
     socket: &Socket,
@@ -188,10 +189,10 @@ fn start_session_threads(
         session_present,
     } = opened;
     let client_id = Arc::clone(&handler.session.client_id);
-    let threads = match spawn_waiting_threads(&client_id) {
-        Ok(threads) => threads,
-        Err(e) => return Err(give_up(handler, writer_side, connection, broker, e)),
-    };
+    let (hand_over, handed) = crossbeam_channel::bounded::<Reader>(1);
+    if let Err(e) = spawn_named(format!("rx:{client_id}"), move || wait_for_reader(handed)) {
+        return Err(give_up(handler, Some(writer_side), connection, broker, e));
+    }
     let (control_tx, control_rx) = crossbeam_channel::bounded(CONTROL_QUEUE);
     let outbox = Arc::clone(handler.session.outbox());
     let writer = Writer::new(
@@ -210,12 +211,17 @@ fn start_session_threads(
     // From here on the session counts as connected: a QoS 0 message routed before the
     // writer thread runs must be queued, not skipped as if the client were away.
     handler.session.outbox().set_connected(true);
-    if let Err(SendError((_, _, writer_side))) = threads.writer.send((writer, connack, writer_side))
-    {
-        handler.session.outbox().set_connected(false);
-        let died = io::Error::other("the writer thread died while starting");
-        return Err(give_up(handler, writer_side, connection, broker, died));
-    }
+    let (finished, writer_finished) = crossbeam_channel::bounded::<()>(0);
+    let name = format!("tx:{}", handler.session.client_id);
+    let writer_thread = match spawn_named(name, move || {
+        // Dropped when this thread ends, whatever way: that is the reader's signal.
+        let _finished = finished;
+        writer.run(connack, writer_side)
+    }) {
+        Ok(thread) => thread,
+        // Dropping `hand_over` on the way out lets the waiting reader thread end.
+        Err(e) => return Err(give_up(handler, None, connection, broker, e)),
+    };
     let reader = Reader {
         input,
         socket: socket.clone(),
@@ -223,14 +229,14 @@ fn start_session_threads(
         keep_alive,
         handler,
         control: control_tx,
-        writer: threads.writer_thread,
-        writer_finished: threads.writer_finished,
+        writer: writer_thread,
+        writer_finished,
         broker: Arc::clone(broker),
     };
     // The standard library can panic before our code runs (for example when it cannot map
     // the thread's signal stack): then the teardown runs here, so that the writer stops
     // and the session is stored or ended instead of being held for ever.
-    if let Err(SendError(reader)) = threads.reader.send(reader) {
+    if let Err(SendError(reader)) = hand_over.send(reader) {
         reader.teardown(CloseReason::Panicked(
             "the reader thread died while starting".into(),
         ));
@@ -238,64 +244,30 @@ fn start_session_threads(
     Ok(())
 }
 
-/// What the writer thread is handed: itself, the CONNACK to send first, its session side.
-type WriterStart = (Writer, Packet, WriterSide);
-
-/// A connection's two threads, started and waiting for their state.
-struct WaitingThreads {
-    reader: Sender<Reader>,
-    writer: Sender<WriterStart>,
-    /// Joining it gives the writer side of the session back (`None` if it was never
-    /// handed one).
-    writer_thread: JoinHandle<Option<WriterSide>>,
-    /// Disconnected when the writer thread ends (nothing is ever sent on it).
-    writer_finished: Receiver<()>,
-}
-
-/// Starts `rx:<client id>` and `tx:<client id>`, each waiting on a one-slot channel for its
-/// state. If the writer cannot start, the reader's channel is dropped and it ends at once.
-fn spawn_waiting_threads(client_id: &str) -> io::Result<WaitingThreads> {
-    let (reader, reader_handed) = crossbeam_channel::bounded::<Reader>(1);
-    spawn_named(format!("rx:{client_id}"), move || {
-        let received = reader_handed.recv();
-        // The channel has done its job: free it now rather than when the connection ends
-        // (it holds a slot as big as a `Reader`).
-        drop(reader_handed);
-        if let Ok(reader) = received {
-            reader.run();
-        }
-    })?;
-    let (writer, writer_handed) = crossbeam_channel::bounded::<WriterStart>(1);
-    let (finished, writer_finished) = crossbeam_channel::bounded::<()>(0);
-    let writer_thread = spawn_named(format!("tx:{client_id}"), move || {
-        // Dropped when this thread ends, whatever way: that is the reader's signal.
-        let _finished = finished;
-        let received = writer_handed.recv();
-        drop(writer_handed);
-        received
-            .ok()
-            .map(|(writer, connack, side)| writer.run(connack, side))
-    })?;
-    Ok(WaitingThreads {
-        reader,
-        writer,
-        writer_thread,
-        writer_finished,
-    })
+/// The body of a reader thread: wait for the `Reader` the handshake hands over, then run.
+fn wait_for_reader(handed: Receiver<Reader>) {
+    let received = handed.recv();
+    // The channel has done its job: free it now rather than when the connection ends (it
+    // holds a slot as big as a `Reader`).
+    drop(handed);
+    if let Ok(reader) = received {
+        reader.run();
+    }
 }
 
 /// The way back when the connection's threads cannot take it: the session is stored
-/// (Clean Session 0) or ended and the Client Identifier given up, as at any other end, and
-/// the client is told the server is unavailable.
+/// (Clean Session 0; only while its writer side is still here) or ended and the Client
+/// Identifier given up, as at any other end, and the client is told the server is
+/// unavailable.
 fn give_up(
     handler: Handler,
-    writer_side: WriterSide,
+    writer_side: Option<WriterSide>,
     connection: ConnectionId,
     broker: &Broker,
     error: io::Error,
 ) -> Refusal {
     let client_id = Arc::clone(&handler.session.client_id);
-    let kept = handler.close(broker, Some(writer_side));
+    let kept = handler.close(broker, writer_side);
     broker.release_session(&client_id, connection, kept);
     Refusal::Connack {
         code: ConnectReturnCode::ServerUnavailable,

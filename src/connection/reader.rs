@@ -39,7 +39,7 @@ pub(super) struct Reader {
     /// Requests for the writer thread. Dropping it tells the writer to finish.
     pub control: Sender<ToWriter>,
     /// The writer thread; joining it gives its side of the session back.
-    pub writer: JoinHandle<Option<WriterSide>>,
+    pub writer: JoinHandle<WriterSide>,
     /// Disconnected when the writer thread ends (nothing is ever sent on it).
     pub writer_finished: Receiver<()>,
     pub broker: Arc<Broker>,
@@ -158,9 +158,9 @@ impl Reader {
         let _ = writer_finished.recv_timeout(FLUSH_TIMEOUT);
         socket.shutdown();
         let client_id = Arc::clone(&handler.session.client_id);
-        // `None` only if the writer thread panicked outside its own catch (or was never
-        // handed its state): its side of the session is lost with it.
-        let writer_side = writer.join().ok().flatten();
+        // An error only if the writer thread panicked outside its own catch: its side of
+        // the session is lost with it.
+        let writer_side = writer.join().ok();
         if writer_side.is_none() {
             log::error!("client {client_id:?}: writer thread panicked; the session cannot be kept");
         }
