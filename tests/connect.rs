@@ -111,6 +111,22 @@ fn a_first_packet_other_than_connect_is_closed_mqtt_3_1_0_1() {
     assert_still_serving(broker.local_addr());
 }
 
+/// An HTTP request sent to the MQTT port: its `G` (0x47) reads as a PUBACK header and its
+/// `E` as a Remaining Length of 69, more than the 34 bytes that follow. Refused on the first
+/// byte, the connection closes at once; waiting for the 69 bytes would keep it open until
+/// the (here very long) connect timeout, and `closed` would give up first.
+#[test]
+fn a_first_byte_that_cannot_start_a_connect_is_refused_at_once_mqtt_3_1_0_1() {
+    let broker = start_broker_with(Config {
+        connect_timeout: Duration::from_secs(3600),
+        ..Config::default()
+    });
+    let mut raw = Raw::tcp(broker.local_addr());
+    raw.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(raw.closed(), []);
+    assert_still_serving(broker.local_addr());
+}
+
 #[test]
 fn a_second_connect_is_a_protocol_violation_mqtt_3_1_0_2() {
     let broker = start_broker();

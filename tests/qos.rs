@@ -250,3 +250,25 @@ fn pubrels_follow_the_order_of_the_pubrecs_mqtt_4_6_0_4() {
         assert_eq!(sub.recv(), pubrel(id));
     }
 }
+
+/// A subscriber that answers with the wrong acknowledgement for the message it names
+/// (PUBREC or PUBCOMP for QoS 1, PUBACK for QoS 2, PUBCOMP before PUBREC) is closed
+/// ([MQTT-4.8.0-1]); the broker keeps serving everyone else.
+#[test]
+fn an_acknowledgement_of_the_wrong_kind_closes_the_connection_mqtt_4_8_0_1() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    type Answer = fn(u16) -> [u8; 4];
+    let wrong_answers: [(u8, Answer); 4] = [(1, pubrec), (1, pubcomp), (2, puback), (2, pubcomp)];
+    for (n, (qos, wrong)) in wrong_answers.into_iter().enumerate() {
+        let topic = format!("wrong/{n}");
+        let mut sub = Raw::connected(addr, &format!("wrong-sub-{n}"));
+        sub.subscribe_to(&topic, qos);
+        let mut publisher = Raw::connected(addr, "wrong-pub");
+        publisher.send(&publish(&topic, b"m", qos, false, 1));
+        let id = sub.recv_publish().id.expect("QoS 1 and 2 carry an id");
+        sub.send(&wrong(id));
+        assert_eq!(sub.closed(), [], "answer {n} closes the connection");
+    }
+    assert_still_serving(addr);
+}

@@ -8,7 +8,7 @@
 use std::io::{self, Read};
 
 use super::primitives::{read_remaining_length, LengthError, MAX_REMAINING_LENGTH};
-use super::{DecodeError, Packet};
+use super::{DecodeError, Packet, PacketType};
 
 /// The bytes of one packet: byte 1 of the fixed header and the body that followed the
 /// Remaining Length.
@@ -39,6 +39,9 @@ pub enum FrameError {
         remaining_length: usize,
         limit: usize,
     },
+    /// Byte 1 cannot start the packet expected here (see [`read_frame_of`]); nothing after
+    /// it was read.
+    Unexpected { byte1: u8, expected: PacketType },
 }
 
 /// Reads the next packet's bytes from `input`.
@@ -57,16 +60,49 @@ pub fn read_frame<R: Read>(
 pub fn read_frame_into<R: Read>(
     input: &mut R,
     max_remaining_length: usize,
+    body: Vec<u8>,
+) -> Result<Frame, FrameError> {
+    let byte1 = read_byte1(input)?;
+    read_rest_of_frame(input, byte1, max_remaining_length, body)
+}
+
+/// Like [`read_frame`], but only a packet of type `expected` may come: any other byte 1 is
+/// refused as soon as it arrives, before the Remaining Length it would be followed by. A
+/// new connection uses it for its CONNECT ([MQTT-3.1.0-1]): an HTTP request sent to the
+/// MQTT port (`GET /…`, whose `G` reads as a PUBACK declaring 69 bytes) is turned away on
+/// its first byte instead of being waited for.
+pub fn read_frame_of<R: Read>(
+    input: &mut R,
+    expected: PacketType,
+    max_remaining_length: usize,
+) -> Result<Frame, FrameError> {
+    let byte1 = read_byte1(input)?;
+    if byte1 >> 4 != expected as u8 {
+        return Err(FrameError::Unexpected { byte1, expected });
+    }
+    read_rest_of_frame(input, byte1, max_remaining_length, Vec::new())
+}
+
+/// Reads byte 1 of the fixed header.
+fn read_byte1<R: Read>(input: &mut R) -> Result<u8, FrameError> {
+    let mut byte1 = [0u8; 1];
+    match input.read_exact(&mut byte1) {
+        Ok(()) => Ok(byte1[0]),
+        // End of stream before a packet starts is the peer hanging up, not an error.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(FrameError::Closed),
+        Err(e) => Err(FrameError::Io(e)),
+    }
+}
+
+/// Reads the Remaining Length and the body that follow `byte1`, into `body` (emptied
+/// first).
+fn read_rest_of_frame<R: Read>(
+    input: &mut R,
+    byte1: u8,
+    max_remaining_length: usize,
     mut body: Vec<u8>,
 ) -> Result<Frame, FrameError> {
     body.clear();
-    let mut byte1 = [0u8; 1];
-    match input.read_exact(&mut byte1) {
-        Ok(()) => {}
-        // End of stream before a packet starts is the peer hanging up, not an error.
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
-        Err(e) => return Err(FrameError::Io(e)),
-    }
     let remaining_length = read_remaining_length(input).map_err(|e| match e {
         LengthError::Io(e) => FrameError::Io(e),
         LengthError::Malformed(e) => FrameError::Malformed(e),
@@ -91,10 +127,7 @@ pub fn read_frame_into<R: Read>(
             format!("connection closed after {got} of {remaining_length} body bytes"),
         )));
     }
-    Ok(Frame {
-        byte1: byte1[0],
-        body,
-    })
+    Ok(Frame { byte1, body })
 }
 
 /// Whether `buffered` (bytes already read from the socket but not yet taken) begins with a
@@ -118,6 +151,22 @@ pub fn holds_whole_packet(buffered: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_of_the_wrong_type_is_refused_on_its_first_byte_mqtt_3_1_0_1() {
+        // "GET / HTTP/1.1": 'G' is 0x47, a PUBACK header whose next byte, 'E' (69), would
+        // declare a 69-byte body. Only the first byte may be taken.
+        let mut stream: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        match read_frame_of(&mut stream, PacketType::Connect, 1024) {
+            Err(FrameError::Unexpected { byte1, expected }) => {
+                assert_eq!((byte1, expected), (b'G', PacketType::Connect));
+            }
+            other => panic!("expected Unexpected, got {other:?}"),
+        }
+        assert_eq!(stream.len(), 34, "nothing after byte 1 was read");
+        let mut connect: &[u8] = &[0x10, 0x00];
+        assert!(read_frame_of(&mut connect, PacketType::Connect, 1024).is_ok());
+    }
 
     #[test]
     fn reads_exactly_one_packet_and_leaves_the_next() {

@@ -40,7 +40,9 @@ use std::fmt;
 
 pub use connect::{Connack, Connect, ConnectReturnCode, ProtocolVersion, Will};
 pub use error::DecodeError;
-pub use frame::{holds_whole_packet, read_frame, read_frame_into, Frame, FrameError};
+pub use frame::{
+    holds_whole_packet, read_frame, read_frame_into, read_frame_of, Frame, FrameError,
+};
 pub use publish::Publish;
 pub use subscribe::{Suback, Subscribe, SubscribeReturnCode};
 pub use unsubscribe::Unsubscribe;

@@ -24,7 +24,9 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, SendError};
 
 use crate::broker::{Broker, ConnectionId};
-use crate::codec::{read_frame, Connack, Connect, ConnectReturnCode, FrameError, Packet};
+use crate::codec::{
+    read_frame_of, Connack, Connect, ConnectReturnCode, FrameError, Packet, PacketType,
+};
 use crate::protocol::{
     assign_client_id, is_timeout, keep_alive_timeout, open_session, reaction_to, CloseReason,
     Handler, Opened, Refusal,
@@ -121,14 +123,18 @@ fn read_connect(
         socket,
         until: Instant::now() + config.connect_timeout,
     };
-    let frame = read_frame(&mut timed, config.max_packet_size).map_err(|e| match e {
-        // §3.1.4: no CONNECT within a reasonable time: close.
-        FrameError::Io(e) if is_timeout(&e) => Refusal::Close(CloseReason::Violation {
-            rule: "§3.1.4",
-            what: format!("no CONNECT within {:?}", config.connect_timeout),
-        }),
-        other => Refusal::Close(CloseReason::from_frame_error(other, 0)),
-    })?;
+    // [MQTT-3.1.0-1] only a CONNECT may come first: anything else is refused on its first
+    // byte, without waiting for the body it declares.
+    let frame = read_frame_of(&mut timed, PacketType::Connect, config.max_packet_size).map_err(
+        |e| match e {
+            // §3.1.4: no CONNECT within a reasonable time: close.
+            FrameError::Io(e) if is_timeout(&e) => Refusal::Close(CloseReason::Violation {
+                rule: "§3.1.4",
+                what: format!("no CONNECT within {:?}", config.connect_timeout),
+            }),
+            other => Refusal::Close(CloseReason::from_frame_error(other, 0)),
+        },
+    )?;
     trace_frame(peer, &frame);
     let packet = frame.decode().map_err(reaction_to)?;
     log_received(peer, &packet);

@@ -16,6 +16,7 @@ use crate::session::WriterSide;
 use crate::socket::Socket;
 
 use super::input::Input;
+use super::writer::Finished;
 use super::{log_received, panic_message, trace_frame};
 
 /// The largest body buffer a reader keeps between packets; a bigger one, grown by a big
@@ -39,7 +40,7 @@ pub(super) struct Reader {
     /// Requests for the writer thread. Dropping it tells the writer to finish.
     pub control: Sender<ToWriter>,
     /// The writer thread; joining it gives its side of the session back.
-    pub writer: JoinHandle<WriterSide>,
+    pub writer: JoinHandle<Finished>,
     /// Disconnected when the writer thread ends (nothing is ever sent on it).
     pub writer_finished: Receiver<()>,
     pub broker: Arc<Broker>,
@@ -158,12 +159,13 @@ impl Reader {
         let _ = writer_finished.recv_timeout(FLUSH_TIMEOUT);
         socket.shutdown();
         let client_id = Arc::clone(&handler.session.client_id);
-        // An error only if the writer thread panicked outside its own catch: its side of
-        // the session is lost with it.
-        let writer_side = writer.join().ok();
-        if writer_side.is_none() {
-            log::error!("client {client_id:?}: writer thread panicked; the session cannot be kept");
-        }
+        let (writer_side, violation) = join_writer(writer, &client_id);
+        // A rule broken where only the writer saw it is the cause of the socket error the
+        // reader saw.
+        let reason = match (violation, reason) {
+            (Some(violation), CloseReason::PeerClosed | CloseReason::Io(_)) => violation,
+            (_, reason) => reason,
+        };
         let reason = explain(reason, &broker, &client_id, connection);
         reason.log(&client_id);
         // [MQTT-3.1.2-8] every end but DISCONNECT publishes the Will (a broker shutting
@@ -174,6 +176,22 @@ impl Reader {
         let kept = handler.close(&broker, writer_side);
         broker.release_session(&client_id, connection, kept);
         broker.untrack_connection(connection);
+    }
+}
+
+/// Waits for the writer thread and takes back its side of the session, and the rule the
+/// client broke if that is why the writer ended. The side is lost only if the writer thread
+/// panicked outside its own catch.
+fn join_writer(
+    writer: JoinHandle<Finished>,
+    client_id: &str,
+) -> (Option<WriterSide>, Option<CloseReason>) {
+    match writer.join() {
+        Ok(Finished { side, violation }) => (Some(side), violation),
+        Err(_) => {
+            log::error!("client {client_id:?}: writer thread panicked; the session cannot be kept");
+            (None, None)
+        }
     }
 }
 

@@ -23,8 +23,8 @@ use crossbeam_channel::{select, Receiver, TryRecvError};
 use crate::broker::Broker;
 use crate::codec::{Packet, QoS};
 use crate::mailbox::{Delivery, Outbox};
-use crate::protocol::ToWriter;
-use crate::session::{Outbound, WriterSide};
+use crate::protocol::{CloseReason, ToWriter};
+use crate::session::{Outbound, WriterSide, WrongAck};
 use crate::socket::Socket;
 
 use super::{log_sent, panic_message, trace_bytes};
@@ -48,6 +48,18 @@ pub(super) struct Writer {
     broker: Arc<Broker>,
     /// When dropped messages were last reported.
     last_drop_report: Instant,
+    /// Set when the client broke a rule that only the writer can see (an acknowledgement
+    /// of the wrong kind): the writer closes the connection and tells the reader why.
+    violation: Option<CloseReason>,
+}
+
+/// What the writer thread hands back to the reader when it ends.
+pub(super) struct Finished {
+    /// The session's writer side, to be stored or ended with the rest of it.
+    pub side: WriterSide,
+    /// Why the writer closed the connection, if a rule was broken: the reader logs it
+    /// instead of the socket error it sees as a consequence.
+    pub violation: Option<CloseReason>,
 }
 
 /// Whether to report drops now, or only if the last report is old enough.
@@ -85,12 +97,13 @@ impl Writer {
             outbox,
             broker,
             last_drop_report: Instant::now(),
+            violation: None,
         }
     }
 
     /// Serves the connection until the reader drops its end of the control channel or the
     /// socket fails, then hands the session's writer side back.
-    pub fn run(mut self, connack: Packet, side: WriterSide) -> WriterSide {
+    pub fn run(mut self, connack: Packet, side: WriterSide) -> Finished {
         let WriterSide {
             deliveries,
             mut outbound,
@@ -117,10 +130,24 @@ impl Writer {
             self.socket.shutdown();
             self.drain_after_failure(&mut outbound);
         }
-        WriterSide {
-            deliveries,
-            outbound,
+        Finished {
+            side: WriterSide {
+                deliveries,
+                outbound,
+            },
+            violation: self.violation.take(),
         }
+    }
+
+    /// Records a wrong acknowledgement as the reason to close ([MQTT-4.8.0-1]), and returns
+    /// the error that ends `serve`, which shuts the socket down.
+    fn violation(&mut self, wrong: WrongAck) -> io::Error {
+        // [MQTT-4.8.0-1] the client broke the protocol: close the connection.
+        self.violation = Some(CloseReason::Violation {
+            rule: "[MQTT-4.8.0-1]",
+            what: format!("{wrong}"),
+        });
+        io::Error::other("the client sent an acknowledgement of the wrong kind")
     }
 
     fn serve(
@@ -200,8 +227,9 @@ impl Writer {
         match work {
             Work::Control(ToWriter::Send(packet)) => self.write(&packet),
             Work::Control(ToWriter::Ack(ack)) => match outbound.acknowledge(ack) {
-                Some(answer) => self.write(&answer),
-                None => Ok(()),
+                Ok(Some(answer)) => self.write(&answer),
+                Ok(None) => Ok(()),
+                Err(wrong) => Err(self.violation(wrong)),
             },
             Work::Control(ToWriter::SendRetained { filter, granted }) => {
                 self.send_retained(&filter, granted, outbound)
@@ -293,7 +321,8 @@ impl Writer {
         for request in self.control.iter() {
             match request {
                 ToWriter::Ack(ack) => {
-                    outbound.acknowledge(ack);
+                    // A wrong one changes nothing; the connection is closing anyway.
+                    let _ = outbound.acknowledge(ack);
                 }
                 // Answers and retained messages are for a connection that is gone.
                 ToWriter::Send(_) | ToWriter::SendRetained { .. } => {}

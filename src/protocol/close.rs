@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io;
 
-use crate::codec::{DecodeError, FrameError};
+use crate::codec::{DecodeError, FrameError, PacketType};
 
 /// Every way a connection ends.
 #[derive(Debug)]
@@ -55,6 +55,7 @@ impl CloseReason {
                 remaining_length,
                 limit,
             },
+            FrameError::Unexpected { byte1, expected } => unexpected_first_byte(byte1, expected),
         }
     }
 
@@ -78,6 +79,19 @@ impl CloseReason {
         } else {
             log::info!("client {who:?} disconnected: {self}");
         }
+    }
+}
+
+/// A first byte that cannot start the packet that must come now: only a new connection
+/// expects one type ([MQTT-3.1.0-1]: CONNECT).
+pub fn unexpected_first_byte(byte1: u8, expected: PacketType) -> CloseReason {
+    let what = match PacketType::from_byte1(byte1) {
+        Ok(found) => format!("first byte {byte1:#04x} starts a {}", found.name()),
+        Err(_) => format!("first byte {byte1:#04x} starts no MQTT packet"),
+    };
+    CloseReason::Violation {
+        rule: "[MQTT-3.1.0-1]",
+        what: format!("{what}, not a {}; closed on that byte", expected.name()),
     }
 }
 

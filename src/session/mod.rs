@@ -34,7 +34,7 @@ use crossbeam_channel::Receiver;
 use crate::codec::PacketId;
 use crate::mailbox::{Delivery, Outbox};
 
-pub use outbound::{ClientAck, Outbound};
+pub use outbound::{ClientAck, Outbound, WrongAck};
 
 /// Identifies one session. A new id for each session, so that the teardown of an old
 /// connection can never remove what a newer session of the same client subscribed; the

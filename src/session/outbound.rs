@@ -21,6 +21,7 @@
 //! (retained messages for a new subscription) wait in `pending`.
 
 use std::collections::{HashSet, VecDeque};
+use std::fmt;
 
 use crate::codec::{Packet, PacketId, Publish, QoS};
 use crate::config::MAX_INFLIGHT_MESSAGES;
@@ -49,6 +50,49 @@ pub enum ClientAck {
     Puback(PacketId),
     Pubrec(PacketId),
     Pubcomp(PacketId),
+}
+
+impl ClientAck {
+    pub fn packet_id(self) -> PacketId {
+        match self {
+            ClientAck::Puback(id) | ClientAck::Pubrec(id) | ClientAck::Pubcomp(id) => id,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ClientAck::Puback(_) => "PUBACK",
+            ClientAck::Pubrec(_) => "PUBREC",
+            ClientAck::Pubcomp(_) => "PUBCOMP",
+        }
+    }
+}
+
+/// An acknowledgement of the wrong kind for the message it names: PUBREC or PUBCOMP for a
+/// QoS 1 message, PUBACK for a QoS 2 one, PUBCOMP before PUBREC. A client that sends one
+/// has lost track of the exchange, and the connection is closed ([MQTT-4.8.0-1]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrongAck {
+    pub ack: ClientAck,
+    /// The QoS of the message the acknowledgement names.
+    pub qos: QoS,
+    pub stage: Stage,
+}
+
+impl fmt::Display for WrongAck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = match self.stage {
+            Stage::Published => "awaiting its first acknowledgement",
+            Stage::Released => "released (PUBREL sent)",
+        };
+        write!(
+            f,
+            "{} for id {}, a QoS {} message {stage}",
+            self.ack.name(),
+            self.ack.packet_id(),
+            self.qos.as_u8()
+        )
+    }
 }
 
 /// The outgoing QoS state of one session.
@@ -150,51 +194,46 @@ impl Outbound {
 
     /// Applies an acknowledgement from the client and returns the packet to send in answer,
     /// if any. An acknowledgement for an identifier we do not have in flight is logged and
-    /// otherwise ignored, except PUBREC, which is answered with PUBREL anyway so that the
-    /// client can finish its side.
-    pub fn acknowledge(&mut self, ack: ClientAck) -> Option<Packet> {
-        match ack {
-            ClientAck::Puback(id) => {
-                // [MQTT-2.3.1-4] the identifier is free again once PUBACK arrives.
-                self.remove(id, QoS::AtLeastOnce, Stage::Published);
-                None
+    /// otherwise ignored (it may finish an exchange from before a reconnect), except PUBREC,
+    /// which is answered with PUBREL anyway so that the client can finish its side. An
+    /// acknowledgement of the wrong kind for the message it names is a [`WrongAck`]: the
+    /// connection must close ([MQTT-4.8.0-1]).
+    pub fn acknowledge(&mut self, ack: ClientAck) -> Result<Option<Packet>, WrongAck> {
+        let id = ack.packet_id();
+        let Some(index) = self.in_flight.iter().position(|entry| entry.id == id) else {
+            log::debug!("{ack:?}: no message with id {id} is in flight");
+            return Ok(match ack {
+                ClientAck::Pubrec(_) => Some(Packet::Pubrel(id)),
+                ClientAck::Puback(_) | ClientAck::Pubcomp(_) => None,
+            });
+        };
+        let entry = &mut self.in_flight[index];
+        match (ack, entry.delivery.qos, entry.stage) {
+            // [MQTT-4.3.2-1] PUBACK ends a QoS 1 delivery; [MQTT-2.3.1-4] the id is free.
+            (ClientAck::Puback(_), QoS::AtLeastOnce, _) => {
+                self.release_entry(index);
+                Ok(None)
             }
-            ClientAck::Pubrec(id) => {
-                if let Some(entry) = self.find(id, QoS::ExactlyOnce) {
-                    // [MQTT-4.3.3-1] PUBREC moves the message to "released".
-                    entry.stage = Stage::Released;
-                } else {
-                    log::debug!("PUBREC for id {id}, which is not in flight: answering PUBREL");
-                }
-                // [MQTT-4.3.3-1] answer PUBREC with PUBREL, same identifier ([MQTT-2.3.1-6]),
-                // at once: PUBRELs leave in the order the PUBRECs came ([MQTT-4.6.0-4]).
-                Some(Packet::Pubrel(id))
+            // [MQTT-4.3.3-1] PUBREC moves a QoS 2 message to "released" (a repeated PUBREC
+            // finds it there), answered at once with PUBREL, same identifier
+            // ([MQTT-2.3.1-6]), so PUBRELs leave in the order PUBRECs came ([MQTT-4.6.0-4]).
+            (ClientAck::Pubrec(_), QoS::ExactlyOnce, _) => {
+                entry.stage = Stage::Released;
+                Ok(Some(Packet::Pubrel(id)))
             }
-            ClientAck::Pubcomp(id) => {
-                // [MQTT-2.3.1-4] the identifier is free again once PUBCOMP arrives.
-                self.remove(id, QoS::ExactlyOnce, Stage::Released);
-                None
+            // [MQTT-4.3.3-1] PUBCOMP ends a released QoS 2 message; the id is free.
+            (ClientAck::Pubcomp(_), QoS::ExactlyOnce, Stage::Released) => {
+                self.release_entry(index);
+                Ok(None)
             }
+            (ack, qos, stage) => Err(WrongAck { ack, qos, stage }),
         }
     }
 
-    fn find(&mut self, id: PacketId, qos: QoS) -> Option<&mut InFlight> {
-        self.in_flight
-            .iter_mut()
-            .find(|entry| entry.id == id && entry.delivery.qos == qos)
-    }
-
-    fn remove(&mut self, id: PacketId, qos: QoS, stage: Stage) {
-        let position = self
-            .in_flight
-            .iter()
-            .position(|e| e.id == id && e.delivery.qos == qos && e.stage == stage);
-        match position {
-            Some(index) => {
-                self.in_flight.remove(index);
-                self.ids_in_use.remove(&id);
-            }
-            None => log::debug!("acknowledgement for id {id}, which is not in flight: ignored"),
+    /// Forgets the message at `index` of the in-flight list, and frees its identifier.
+    fn release_entry(&mut self, index: usize) {
+        if let Some(entry) = self.in_flight.remove(index) {
+            self.ids_in_use.remove(&entry.id);
         }
     }
 
@@ -260,7 +299,7 @@ mod tests {
         assert_eq!(publish.packet_id, Some(1));
         assert!(!publish.dup);
         assert_eq!(out.in_flight_count(), 1);
-        assert_eq!(out.acknowledge(ClientAck::Puback(1)), None);
+        assert_eq!(out.acknowledge(ClientAck::Puback(1)), Ok(None));
         assert_eq!(out.in_flight_count(), 0);
     }
 
@@ -270,15 +309,39 @@ mod tests {
         let id = out.send(delivery(QoS::ExactlyOnce, "a")).packet_id.unwrap();
         assert_eq!(
             out.acknowledge(ClientAck::Pubrec(id)),
-            Some(Packet::Pubrel(id))
+            Ok(Some(Packet::Pubrel(id)))
         );
         // After PUBREL, a reconnect re-sends the PUBREL, never the PUBLISH.
         assert_eq!(out.resend(), [Packet::Pubrel(id)]);
-        // PUBACK is not the right answer for QoS 2: nothing changes.
-        out.acknowledge(ClientAck::Puback(id));
-        assert_eq!(out.in_flight_count(), 1);
-        assert_eq!(out.acknowledge(ClientAck::Pubcomp(id)), None);
+        assert_eq!(out.acknowledge(ClientAck::Pubcomp(id)), Ok(None));
         assert_eq!(out.in_flight_count(), 0);
+    }
+
+    #[test]
+    fn an_acknowledgement_of_the_wrong_kind_is_refused_mqtt_4_8_0_1() {
+        let mut out = Outbound::new(10);
+        let qos1 = out.send(delivery(QoS::AtLeastOnce, "a")).packet_id.unwrap();
+        let qos2 = out.send(delivery(QoS::ExactlyOnce, "b")).packet_id.unwrap();
+        let wrong = [
+            (ClientAck::Pubrec(qos1), QoS::AtLeastOnce),
+            (ClientAck::Pubcomp(qos1), QoS::AtLeastOnce),
+            (ClientAck::Puback(qos2), QoS::ExactlyOnce),
+            // PUBCOMP before PUBREC: the message was never released.
+            (ClientAck::Pubcomp(qos2), QoS::ExactlyOnce),
+        ];
+        for (ack, qos) in wrong {
+            let refused = out.acknowledge(ack).expect_err("a wrong acknowledgement");
+            assert_eq!((refused.ack, refused.qos), (ack, qos));
+        }
+        assert_eq!(out.in_flight_count(), 2, "nothing was acknowledged");
+        let shown = out
+            .acknowledge(ClientAck::Puback(qos2))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            shown,
+            "PUBACK for id 2, a QoS 2 message awaiting its first acknowledgement"
+        );
     }
 
     #[test]
@@ -290,7 +353,7 @@ mod tests {
         assert!(!out.has_room());
         out.defer(delivery(QoS::AtLeastOnce, "c"));
         assert!(out.next_deferred().is_none());
-        out.acknowledge(ClientAck::Puback(1));
+        out.acknowledge(ClientAck::Puback(1)).unwrap();
         assert_eq!(&out.next_deferred().unwrap().message.payload[..], b"c");
     }
 
@@ -300,7 +363,7 @@ mod tests {
         for payload in ["a", "b", "c"] {
             out.send(delivery(QoS::ExactlyOnce, payload));
         }
-        out.acknowledge(ClientAck::Pubrec(2));
+        out.acknowledge(ClientAck::Pubrec(2)).unwrap();
         let resent = out.resend();
         let Packet::Publish(first) = &resent[0] else {
             panic!("expected PUBLISH");
@@ -326,7 +389,7 @@ mod tests {
         assert_eq!(b, 1, "wraps round, skipping 0");
         // Id 2 is taken by something still in flight after another wrap.
         out.last_id = u16::MAX;
-        out.acknowledge(ClientAck::Puback(u16::MAX));
+        out.acknowledge(ClientAck::Puback(u16::MAX)).unwrap();
         let c = out.send(delivery(QoS::AtLeastOnce, "c")).packet_id.unwrap();
         assert_eq!(c, 2, "1 is in use, so 2");
     }
@@ -349,7 +412,7 @@ mod tests {
         let mut out = Outbound::new(1);
         assert_eq!(
             out.acknowledge(ClientAck::Pubrec(99)),
-            Some(Packet::Pubrel(99))
+            Ok(Some(Packet::Pubrel(99)))
         );
     }
 }
