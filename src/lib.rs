@@ -33,11 +33,9 @@
 //! To embed a broker (this is what the integration tests do):
 //!
 //! ```no_run
-//! let server = mqttd::Server::start(mqttd::Config {
-//!     bind: "127.0.0.1:0".parse().unwrap(), // port 0: let the OS pick a free port
-//!     ..mqttd::Config::default()
-//! })
-//! .expect("bind");
+//! // Port 0: let the OS pick a free port.
+//! let server = mqttd::Server::start(mqttd::Config::listening_on("127.0.0.1:0".parse().unwrap()))
+//!     .expect("bind");
 //! println!("listening on {}", server.local_addr());
 //! server.stop();
 //! ```

@@ -6,14 +6,17 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
+use mqttd::config::{load_file, Loaded};
 use mqttd::{Config, Server};
 
 const USAGE: &str = "\
 mqttd — an MQTT 3.1.1 broker to read alongside the specification
 
-Usage: mqttd [--bind ADDR] [-p|--port N] [-v|--verbose] [limits]
+Usage: mqttd [-c FILE] [--bind ADDR] [-p|--port N] [-v|--verbose] [limits]
 
 Options:
+  -c, --config FILE        read a Mosquitto configuration file (see mqttd.conf); the
+                           options below override it
   --bind ADDR              IP address to listen on (default 127.0.0.1; 0.0.0.0 for all)
   -p, --port N             TCP port to listen on (default 1883; 0 lets the OS pick one)
   -v, --verbose            log every packet in and out (RUST_LOG=debug when RUST_LOG is unset)
@@ -35,31 +38,94 @@ Stop it with Ctrl-C or SIGTERM.";
 struct Args {
     config: Config,
     verbose: bool,
+    /// Lines of the configuration file that were skipped, to log once logging is set up.
+    warnings: Vec<String>,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut config = Config::default();
+/// Why the command line cannot be used.
+#[derive(Debug)]
+enum ArgsError {
+    /// The command line itself is wrong: exit code 2, with the usage.
+    Usage(String),
+    /// The configuration file is wrong: exit code 1, as Mosquitto, naming file and line.
+    File(String),
+}
+
+/// Reads the command line: first the configuration file (`-c`), if any, then every other
+/// option on top of it, wherever it stood, so that flags override the file.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, ArgsError> {
+    let mut file = None;
+    let mut flags = Vec::new();
     let mut verbose = false;
     while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
             "-v" | "--verbose" => verbose = true,
-            "--bind" => config.bind.set_ip(number(&arg, value()?)?),
-            "-p" | "--port" => config.bind.set_port(number(&arg, value()?)?),
-            "--max-packet-size" => config.max_packet_size = positive(&arg, value()?)?,
-            "--max-connections" => config.max_connections = positive(&arg, value()?)?,
-            "--connect-timeout" => {
-                config.connect_timeout = Duration::from_secs(positive(&arg, value()?)?)
+            "-c" | "--config" => file = Some(args.next().ok_or_else(|| needs_value(&arg))?),
+            _ => {
+                let value = args.next().ok_or_else(|| needs_value(&arg))?;
+                flags.push((arg, value));
             }
-            "--max-inflight" => config.max_inflight_messages = positive(&arg, value()?)?,
-            "--max-queued" => config.max_queued_messages = positive(&arg, value()?)?,
-            other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    let Loaded {
+        mut config,
+        warnings,
+    } = match file {
+        Some(path) => load_file(path.as_ref()).map_err(|e| ArgsError::File(e.to_string()))?,
+        None => Loaded {
+            config: Config::default(),
+            warnings: Vec::new(),
+        },
+    };
+    for (flag, value) in flags {
+        apply_flag(&mut config, &flag, value).map_err(ArgsError::Usage)?;
+    }
     // The settings check themselves: the command line only reads them.
-    config.validate().map_err(|e| e.to_string())?;
-    Ok(Some(Args { config, verbose }))
+    config
+        .validate()
+        .map_err(|e| ArgsError::Usage(e.to_string()))?;
+    Ok(Some(Args {
+        config,
+        verbose,
+        warnings,
+    }))
+}
+
+fn needs_value(option: &str) -> ArgsError {
+    if option.starts_with('-') {
+        ArgsError::Usage(format!("{option} needs a value"))
+    } else {
+        ArgsError::Usage(format!("unknown argument {option:?}"))
+    }
+}
+
+/// Applies one option that takes a value. `--bind` and `--port` change the first listener.
+fn apply_flag(config: &mut Config, flag: &str, value: String) -> Result<(), String> {
+    match flag {
+        "--bind" => first_listener(config).set_ip(number(flag, value)?),
+        "-p" | "--port" => first_listener(config).set_port(number(flag, value)?),
+        "--max-packet-size" => config.max_packet_size = positive(flag, value)?,
+        "--max-connections" => config.max_connections = positive(flag, value)?,
+        "--connect-timeout" => config.connect_timeout = Duration::from_secs(positive(flag, value)?),
+        "--max-inflight" => config.max_inflight_messages = positive(flag, value)?,
+        "--max-queued" => config.max_queued_messages = positive(flag, value)?,
+        other => return Err(format!("unknown argument {other:?}")),
+    }
+    Ok(())
+}
+
+/// The address of the first listener (there is always one: `Config::validate` says so).
+fn first_listener(config: &mut Config) -> &mut std::net::SocketAddr {
+    if config.listeners.is_empty() {
+        config
+            .listeners
+            .push(mqttd::config::Listener::new(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                1883,
+            ))));
+    }
+    &mut config.listeners[0].bind
 }
 
 /// Parses an option's value (an address or a number).
@@ -104,12 +170,19 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Err(message) => {
+        Err(ArgsError::Usage(message)) => {
             eprintln!("mqttd: {message}\n\n{USAGE}");
             return ExitCode::from(2);
         }
+        Err(ArgsError::File(message)) => {
+            eprintln!("mqttd: {message}");
+            return ExitCode::from(1);
+        }
     };
     init_logging(args.verbose);
+    for warning in &args.warnings {
+        log::warn!("{warning}");
+    }
     let config = args.config;
     // Ctrl-C and SIGTERM keep their default action, ending the process at once: the broker
     // keeps nothing on disk, so there is nothing to save, and it stops immediately.
@@ -119,7 +192,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            log::error!("cannot listen on {}: {e}", config.bind);
+            log::error!("cannot start: {e}");
             ExitCode::FAILURE
         }
     }
@@ -129,14 +202,18 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Option<Args>, String> {
+    fn parse(args: &[&str]) -> Result<Option<Args>, ArgsError> {
         parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    fn bind(args: &Args) -> std::net::SocketAddr {
+        args.config.listeners[0].bind
     }
 
     #[test]
     fn defaults_to_localhost_1883() {
         let args = parse(&[]).unwrap().unwrap();
-        assert_eq!(args.config.bind, "127.0.0.1:1883".parse().unwrap());
+        assert_eq!(bind(&args), "127.0.0.1:1883".parse().unwrap());
         assert!(!args.verbose);
     }
 
@@ -161,18 +238,15 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        let config = args.config;
-        assert_eq!(config.bind, "0.0.0.0:1884".parse().unwrap());
+        assert_eq!(bind(&args), "0.0.0.0:1884".parse().unwrap());
         assert!(args.verbose);
+        let config = args.config;
         assert_eq!(config.max_packet_size, 2048);
         assert_eq!(config.max_connections, 50);
         assert_eq!(config.connect_timeout, Duration::from_secs(3));
         assert_eq!(config.max_inflight_messages, 5);
         assert_eq!(config.max_queued_messages, 7);
-        assert_eq!(
-            parse(&["--port", "0"]).unwrap().unwrap().config.bind.port(),
-            0
-        );
+        assert_eq!(bind(&parse(&["--port", "0"]).unwrap().unwrap()).port(), 0);
     }
 
     #[test]

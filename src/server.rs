@@ -19,46 +19,66 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::connection;
+use crate::connection::{self, ListenerSlot};
 
-/// A running broker: its listening address, its shared state and its acceptor thread.
-/// Dropping it stops the broker.
+/// A running broker: its listening addresses, its shared state and its acceptor threads
+/// (one per listener). Dropping it stops the broker.
 #[derive(Debug)]
 pub struct Server {
-    local_addr: SocketAddr,
+    /// The address each listener bound, in the order of `Config::listeners`.
+    local_addrs: Vec<SocketAddr>,
     broker: Arc<Broker>,
-    acceptor: Option<JoinHandle<()>>,
+    acceptors: Vec<JoinHandle<()>>,
 }
 
 impl Server {
     /// Checks the settings ([`Config::validate`]: a bad one is an `InvalidInput` error that
-    /// names it), binds `config.bind` (port 0 picks a free port) and starts accepting
-    /// connections.
+    /// names it), binds every listener (port 0 picks a free port) and starts accepting
+    /// connections on each.
     pub fn start(mut config: Config) -> io::Result<Server> {
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let listener = TcpListener::bind(config.bind)?;
-        let local_addr = listener.local_addr()?;
-        log::info!("mqttd listening on {local_addr}");
+        // Bind them all before starting anything: one that fails stops the start.
+        let mut bound = Vec::new();
+        for listener in &config.listeners {
+            let socket = TcpListener::bind(listener.bind)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", listener.bind)))?;
+            bound.push((socket, listener.max_connections));
+        }
         config.max_connections = within_the_kernels_map_limit(config.max_connections);
         let broker = Arc::new(Broker::new(config));
-        let acceptor_broker = Arc::clone(&broker);
-        let acceptor = std::thread::Builder::new()
-            .name("acceptor".into())
-            .spawn(move || accept_loop(listener, acceptor_broker))?;
-        Ok(Server {
-            local_addr,
+        let mut server = Server {
+            local_addrs: Vec::new(),
             broker,
-            acceptor: Some(acceptor),
-        })
+            acceptors: Vec::new(),
+        };
+        for (socket, limit) in bound {
+            let local_addr = socket.local_addr()?;
+            log::info!("mqttd listening on {local_addr}");
+            let broker = Arc::clone(&server.broker);
+            let acceptor = std::thread::Builder::new()
+                .name("acceptor".into())
+                .spawn(move || accept_loop(socket, limit, broker))?;
+            server.local_addrs.push(local_addr);
+            server.acceptors.push(acceptor);
+        }
+        Ok(server)
     }
 
-    /// The address actually bound, with the port the OS chose if the configured one was 0.
+    /// The address the first listener bound, with the port the OS chose if the configured
+    /// one was 0.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs[0]
+    }
+
+    /// The address every listener bound, in the order they were configured.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
     }
 
     /// The shared state, for counters and for tests.
@@ -68,26 +88,30 @@ impl Server {
 
     /// Blocks until the server is stopped (by another thread calling `stop` via the broker).
     pub fn wait(mut self) {
-        if let Some(acceptor) = self.acceptor.take() {
+        for acceptor in self.acceptors.drain(..) {
             let _ = acceptor.join();
         }
     }
 
-    /// Stops accepting, closes every connection, and waits for the acceptor to finish.
+    /// Stops accepting, closes every connection, and waits for the acceptors to finish.
     pub fn stop(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
-        let Some(acceptor) = self.acceptor.take() else {
+        if self.acceptors.is_empty() {
             return;
-        };
+        }
         self.broker.stop();
-        // The acceptor is blocked in accept(): a connection to ourselves wakes it up, and it
+        // Each acceptor is blocked in accept(): a connection to itself wakes it up, and it
         // sees the stopping flag before handling it.
-        let _ = TcpStream::connect_timeout(&reachable(self.local_addr), Duration::from_secs(1));
-        let _ = acceptor.join();
-        log::info!("mqttd on {} stopped", self.local_addr);
+        for addr in &self.local_addrs {
+            let _ = TcpStream::connect_timeout(&reachable(*addr), Duration::from_secs(1));
+        }
+        for acceptor in self.acceptors.drain(..) {
+            let _ = acceptor.join();
+        }
+        log::info!("mqttd on {:?} stopped", self.local_addrs);
     }
 }
 
@@ -162,7 +186,11 @@ fn within_the_kernels_map_limit(max_connections: usize) -> usize {
     max_connections.min(allowed)
 }
 
-fn accept_loop(listener: TcpListener, broker: Arc<Broker>) {
+/// Accepts connections on one listener until the broker stops. `limit` is the listener's
+/// own `max_connections`, on top of the broker-wide one.
+fn accept_loop(listener: TcpListener, limit: Option<usize>, broker: Arc<Broker>) {
+    // How many connections of this listener are open: each holds a `ListenerSlot`.
+    let open = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if broker.is_stopping() {
             break;
@@ -171,7 +199,13 @@ fn accept_loop(listener: TcpListener, broker: Arc<Broker>) {
             Ok(stream) if broker.connection_count() >= broker.config.max_connections => {
                 refuse_over_limit(stream, broker.config.max_connections);
             }
-            Ok(stream) => connection::spawn(stream, Arc::clone(&broker)),
+            Ok(stream) if limit.is_some_and(|limit| open.load(Ordering::Relaxed) >= limit) => {
+                refuse_over_limit(stream, limit.unwrap_or_default());
+            }
+            Ok(stream) => {
+                let slot = ListenerSlot::take(&open);
+                connection::spawn(stream, Arc::clone(&broker), slot)
+            }
             Err(e) => {
                 // Typically "too many open files": wait a moment rather than spin, and let
                 // the connections that are closing free some descriptors.
@@ -189,9 +223,8 @@ mod tests {
     #[test]
     fn a_setting_that_cannot_work_is_refused_at_start_by_name() {
         let config = Config {
-            bind: "127.0.0.1:0".parse().unwrap(),
             max_queued_messages: 0,
-            ..Config::default()
+            ..Config::listening_on("127.0.0.1:0".parse().unwrap())
         };
         let error = Server::start(config).expect_err("refused");
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput);

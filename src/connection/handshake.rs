@@ -37,7 +37,10 @@ use crate::socket::Socket;
 use super::input::Input;
 use super::reader::Reader;
 use super::writer::Writer;
-use super::{log_received, log_sent, panic_message, trace_bytes, trace_frame, THREAD_STACK_SIZE};
+use super::{
+    log_received, log_sent, panic_message, trace_bytes, trace_frame, ListenerSlot,
+    THREAD_STACK_SIZE,
+};
 
 /// How many requests the reader may queue for its writer before it waits. The reader
 /// waiting on its *own* writer only slows down this client, which is the right place for
@@ -47,7 +50,9 @@ use super::{log_received, log_sent, panic_message, trace_bytes, trace_frame, THR
 const CONTROL_QUEUE: usize = 16;
 
 /// Handles a new connection up to the start of its reader and writer threads.
-pub(super) fn run(socket: Socket, peer: String, broker: Arc<Broker>) {
+/// `slot` is the connection's place in its listener's count: held until the connection
+/// ends (by the reader, once the handshake is done), given back if it is refused.
+pub(super) fn run(socket: Socket, peer: String, broker: Arc<Broker>, slot: ListenerSlot) {
     let connection = broker.new_connection_id();
     broker.track_connection(connection, socket.clone());
     // `Broker::stop` sets its flag before it shuts the tracked sockets down, so a connection
@@ -60,7 +65,7 @@ pub(super) fn run(socket: Socket, peer: String, broker: Arc<Broker>) {
     // A panic here is a bug in mqttd: it costs this connection only ([MQTT-4.8.0-2]), and
     // any session slot it had claimed is given up so the Client Identifier stays usable.
     let accepted = panic::catch_unwind(AssertUnwindSafe(|| {
-        accept(&socket, connection, &peer, &broker)
+        accept(&socket, connection, &peer, &broker, slot)
     }))
     .unwrap_or_else(|payload| {
         broker.sessions().release_connection(connection);
@@ -80,6 +85,7 @@ fn accept(
     connection: ConnectionId,
     peer: &str,
     broker: &Arc<Broker>,
+    slot: ListenerSlot,
 ) -> Result<(), Refusal> {
     // The input buffer may hold bytes the client sent after its CONNECT (clients need not wait
     // for CONNACK, §3.1.4); it is handed to the reader thread so none of them is lost.
@@ -98,7 +104,13 @@ fn accept(
     } = connect;
     let opened = open_session(broker, connection, socket, Arc::clone(&client_id), connect)?;
     let session_present = opened.session_present;
-    start_session_threads(input, socket, connection, keep_alive, opened, broker)?;
+    let started = Started {
+        input,
+        connection,
+        keep_alive,
+        slot,
+    };
+    start_session_threads(started, socket, opened, broker)?;
     log::info!(
         "client {client_id:?} connected from {peer} ({}/{}, clean_session={}, keep_alive={}, session_present={})",
         protocol.name(),
@@ -182,13 +194,17 @@ fn refuse(socket: &Socket, peer: &str, refusal: Refusal) {
 /// one way back. Last, the reader gets its state; if the reader thread is gone by then,
 /// its normal teardown runs here instead.
 fn start_session_threads(
-    input: Input,
+    started: Started,
     socket: &Socket,
-    connection: ConnectionId,
-    keep_alive: u16,
     opened: Opened,
     broker: &Arc<Broker>,
 ) -> Result<(), Refusal> {
+    let Started {
+        input,
+        connection,
+        keep_alive,
+        slot,
+    } = started;
     let Opened {
         handler,
         writer_side,
@@ -238,6 +254,7 @@ fn start_session_threads(
         writer: writer_thread,
         writer_finished,
         broker: Arc::clone(broker),
+        _slot: slot,
     };
     // The standard library can panic before our code runs (for example when it cannot map
     // the thread's signal stack): then the teardown runs here, so that the writer stops
@@ -248,6 +265,16 @@ fn start_session_threads(
         ));
     }
     Ok(())
+}
+
+/// What the handshake hands on to the reader besides the session: the bytes it has read,
+/// and the facts of this connection.
+struct Started {
+    /// May already hold bytes the client sent after its CONNECT.
+    input: Input,
+    connection: ConnectionId,
+    keep_alive: u16,
+    slot: ListenerSlot,
 }
 
 /// The body of a reader thread: wait for the `Reader` the handshake hands over, then run.

@@ -48,6 +48,7 @@ mod reader;
 mod writer;
 
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::broker::Broker;
@@ -75,8 +76,28 @@ pub(crate) const MEMORY_MAPS_PER_CONNECTION: usize = 8;
 /// time: 18.5 KiB of stack per connection with one size for all, 16 KiB with two.
 const HANDSHAKE_STACK_SIZE: usize = 128 * 1024;
 
+/// One of a listener's connection slots, held by a connection from accept to close:
+/// dropping it gives the slot back. This is how a listener's `max_connections` is counted
+/// without a lock or a walk over the open connections.
+#[derive(Debug)]
+pub(crate) struct ListenerSlot(Arc<AtomicUsize>);
+
+impl ListenerSlot {
+    /// Takes one slot of the listener whose open connections `open` counts.
+    pub(crate) fn take(open: &Arc<AtomicUsize>) -> ListenerSlot {
+        open.fetch_add(1, Ordering::Relaxed);
+        ListenerSlot(Arc::clone(open))
+    }
+}
+
+impl Drop for ListenerSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Starts handling a freshly accepted TCP connection on its own handshake thread.
-pub(crate) fn spawn(stream: TcpStream, broker: Arc<Broker>) {
+pub(crate) fn spawn(stream: TcpStream, broker: Arc<Broker>, slot: ListenerSlot) {
     // Small packets (PUBACK, PINGRESP) should leave now, not wait for Nagle's algorithm;
     // the writer already batches what is queued into one write.
     let _ = stream.set_nodelay(true);
@@ -90,7 +111,7 @@ pub(crate) fn spawn(stream: TcpStream, broker: Arc<Broker>) {
     let spawned = std::thread::Builder::new()
         .name(format!("hs:{peer}"))
         .stack_size(HANDSHAKE_STACK_SIZE)
-        .spawn(move || handshake::run(socket, peer, broker));
+        .spawn(move || handshake::run(socket, peer, broker, slot));
     if let Err(e) = spawned {
         log::error!("cannot start a thread for a new connection: {e}");
     }

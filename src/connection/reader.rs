@@ -17,6 +17,7 @@ use crate::socket::Socket;
 
 use super::input::Input;
 use super::writer::Finished;
+use super::ListenerSlot;
 use super::{log_received, panic_message, trace_frame};
 
 /// The largest body buffer a reader keeps between packets; a bigger one, grown by a big
@@ -44,6 +45,9 @@ pub(super) struct Reader {
     /// Disconnected when the writer thread ends (nothing is ever sent on it).
     pub writer_finished: Receiver<()>,
     pub broker: Arc<Broker>,
+    /// This connection's place in its listener's `max_connections`, given back when the
+    /// reader (and with it the connection) ends.
+    pub _slot: ListenerSlot,
 }
 
 impl Reader {

@@ -20,7 +20,7 @@ pub fn start_broker() -> Server {
 
 pub fn start_broker_with(config: Config) -> Server {
     let config = Config {
-        bind: "127.0.0.1:0".parse().unwrap(),
+        listeners: vec![mqttd::config::Listener::new("127.0.0.1:0".parse().unwrap())],
         ..config
     };
     Server::start(config).expect("the broker starts on port 0")

@@ -1,9 +1,14 @@
 //! The broker's settings, with defaults in the spirit of Mosquitto 2.0 run without a
-//! configuration file.
+//! configuration file, and (in `file.rs`) the reading of a Mosquitto configuration file.
+
+mod file;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+pub use file::{load_file, ConfigFileError, Loaded};
 
 /// 1 MiB: see [`Config::max_packet_size`].
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 1024 * 1024;
@@ -12,12 +17,34 @@ pub const DEFAULT_MAX_PACKET_SIZE: usize = 1024 * 1024;
 /// (§2.3.1), so a bigger window could never fill.
 pub const MAX_INFLIGHT_MESSAGES: usize = 65_535;
 
+/// One listening socket: Mosquitto's `listener PORT [ADDRESS]` (or `port` and
+/// `bind_address` for the default one). Each has its own acceptor thread; clients of every
+/// listener share one broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub bind: SocketAddr,
+    /// Mosquitto's per-listener `max_connections`: `None` for no limit of its own (the
+    /// broker-wide [`Config::max_connections`] still applies).
+    pub max_connections: Option<usize>,
+}
+
+impl Listener {
+    /// A listener on `bind`, with no connection limit of its own.
+    pub fn new(bind: SocketAddr) -> Listener {
+        Listener {
+            bind,
+            max_connections: None,
+        }
+    }
+}
+
 /// Everything a [`crate::Server`] can be told. `Config::default()` is what `cargo run` uses.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where to listen. Default `127.0.0.1:1883`: local only, like Mosquitto 2.0 without a
-    /// configuration file, so a learner's broker is not open to the network by accident.
-    pub bind: SocketAddr,
+    /// Where to listen. Default one listener on `127.0.0.1:1883`: local only, like Mosquitto
+    /// 2.0 without a configuration file, so a learner's broker is not open to the network
+    /// by accident.
+    pub listeners: Vec<Listener>,
     /// How long a new TCP connection may take to send its CONNECT before it is closed
     /// (§3.1.4: "within a reasonable amount of time"). Default 10 s.
     pub connect_timeout: Duration,
@@ -42,17 +69,58 @@ pub struct Config {
     /// Further messages wait in the queue until acknowledgements arrive. Default 20, like
     /// Mosquitto's `max_inflight_messages`. At most 65 535, the number of Packet Identifiers.
     pub max_inflight_messages: usize,
+    /// Whether a client may connect without a user name. Default true, as Mosquitto 2.0 in
+    /// its local-only mode (no configuration file); a configuration file that sets up a
+    /// listener makes it false unless it says `allow_anonymous true` (see `file.rs`).
+    pub allow_anonymous: bool,
+    /// Mosquitto's `password_file`: users and their hashed passwords. `None`: no users.
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto's `acl_file`: who may read and write which topics. `None`: everyone may
+    /// read and write everything.
+    pub acl_file: Option<PathBuf>,
+    /// The largest PUBLISH payload accepted, in bytes; a bigger message is acknowledged as
+    /// its QoS requires and then dropped, as Mosquitto does. 0 (the default): no limit but
+    /// `max_packet_size`.
+    pub message_size_limit: usize,
+    /// The longest Keep Alive a client may ask for, in seconds; a CONNECT with a longer
+    /// one, or with 0 (no keepalive), is refused with 0x02 as Mosquitto documents. 0 (the
+    /// default): any Keep Alive is accepted.
+    pub max_keepalive: u16,
+    /// How often the `$SYS/broker/…` topics are published. Default 10 s, as Mosquitto;
+    /// zero turns them off.
+    pub sys_interval: Duration,
+    /// Whether a client may connect with an empty Client Identifier (Clean Session 1 only,
+    /// [MQTT-3.1.3-6]) and be given one. Default true, as Mosquitto.
+    pub allow_zero_length_clientid: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            listeners: vec![Listener::new(SocketAddr::from(([127, 0, 0, 1], 1883)))],
             connect_timeout: Duration::from_secs(10),
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_connections: 10_000,
             max_queued_messages: 1000,
             max_inflight_messages: 20,
+            allow_anonymous: true,
+            password_file: None,
+            acl_file: None,
+            message_size_limit: 0,
+            max_keepalive: 0,
+            sys_interval: Duration::from_secs(10),
+            allow_zero_length_clientid: true,
+        }
+    }
+}
+
+impl Config {
+    /// The default settings with one listener on `bind` (port 0: the OS picks a free one),
+    /// as an embedding program or a test starts a broker.
+    pub fn listening_on(bind: SocketAddr) -> Config {
+        Config {
+            listeners: vec![Listener::new(bind)],
+            ..Config::default()
         }
     }
 }
@@ -78,6 +146,12 @@ impl Config {
     /// Checks every setting against what the broker can do, so that a bad value is refused
     /// at start-up with its name, not discovered (or silently clamped) later.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listeners.is_empty() {
+            return Err(ConfigError {
+                setting: "listener",
+                problem: "at least one listener is needed".into(),
+            });
+        }
         let at_least_one = [
             ("max_packet_size", self.max_packet_size),
             ("max_connections", self.max_connections),
