@@ -28,8 +28,8 @@ use crate::codec::{
     read_frame_of, Connack, Connect, ConnectReturnCode, FrameError, Packet, PacketType,
 };
 use crate::protocol::{
-    assign_client_id, is_timeout, keep_alive_timeout, open_session, reaction_to, CloseReason,
-    Handler, Opened, Refusal,
+    assign_client_id, check_keep_alive, is_timeout, keep_alive_timeout, open_session, reaction_to,
+    CloseReason, Handler, Opened, Refusal,
 };
 use crate::session::WriterSide;
 use crate::socket::Socket;
@@ -91,6 +91,7 @@ fn accept(
     // for CONNACK, §3.1.4); it is handed to the reader thread so none of them is lost.
     let mut input = Input::new(socket.clone());
     let connect = read_connect(&mut input, socket, broker, peer)?;
+    check_keep_alive(&connect, broker)?;
     let client_id = assign_client_id(&connect, broker)?;
     // [MQTT-3.1.2-24] from now on, the read timeout is the keepalive timer.
     socket

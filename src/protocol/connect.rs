@@ -57,11 +57,19 @@ pub(crate) fn assign_client_id(connect: &Connect, broker: &Broker) -> Result<Arc
         rule,
         what: what.to_owned(),
     };
-    // [MQTT-3.1.3-9] the only identifier refused: an empty one from an MQTT 3.1 client.
+    // [MQTT-3.1.3-9] an empty identifier from an MQTT 3.1 client is refused: 3.1 has none.
     if connect.protocol == ProtocolVersion::V3_1 {
         return Err(refuse(
             "MQTT 3.1 §3.1",
             "MQTT 3.1 has no empty Client Identifier",
+        ));
+    }
+    // [MQTT-3.1.3-6] accepting an empty identifier is the server's choice; [MQTT-3.1.3-9] a
+    // refused one gets 0x02. `allow_zero_length_clientid false` refuses them all.
+    if !broker.config.allow_zero_length_clientid {
+        return Err(refuse(
+            "[MQTT-3.1.3-9]",
+            "empty Client Identifier, and allow_zero_length_clientid is false",
         ));
     }
     if !connect.clean_session {
@@ -73,6 +81,24 @@ pub(crate) fn assign_client_id(connect: &Connect, broker: &Broker) -> Result<Arc
     }
     // [MQTT-3.1.3-6] empty with Clean Session 1: assign a unique one.
     Ok(Arc::from(broker.sessions().generate_client_id()))
+}
+
+/// Refuses a Keep Alive longer than `max_keepalive`, or 0 (no keepalive at all) while a
+/// maximum is set, with 0x02 as Mosquitto documents for MQTT 3.1 and 3.1.1 clients, which
+/// have no way to be told another value (§3.1.2.10 lets the server choose to refuse).
+pub(crate) fn check_keep_alive(connect: &Connect, broker: &Broker) -> Result<(), Refusal> {
+    let max = broker.config.max_keepalive;
+    if max == 0 || (1..=max).contains(&connect.keep_alive) {
+        return Ok(());
+    }
+    Err(Refusal::Connack {
+        code: ConnectReturnCode::IdentifierRejected,
+        rule: "§3.1.2.10",
+        what: format!(
+            "Keep Alive {} s is not within 1 to max_keepalive ({max} s)",
+            connect.keep_alive
+        ),
+    })
 }
 
 /// 1.5 × Keep Alive, or no timeout at all when Keep Alive is 0 (§3.1.2.10).

@@ -135,9 +135,14 @@ impl Handler {
             qos: publish.qos,
             retain: publish.retain,
         };
+        // A message the broker will not pass on is still acknowledged as its QoS asks:
+        // MQTT 3.1.1 has no way to say no to a PUBLISH.
+        let route = self.may_route(&message, broker);
         match (publish.qos, publish.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
-                broker.publish(&message, doorbells);
+                if route {
+                    broker.publish(&message, doorbells);
+                }
                 // [MQTT-4.3.2-2] PUBACK after taking ownership; a later PUBLISH with the same
                 // id is a new message, whatever its DUP flag.
                 out.push(ToWriter::Send(Packet::Puback(id)));
@@ -145,14 +150,38 @@ impl Handler {
             (QoS::ExactlyOnce, Some(id)) => {
                 // [MQTT-4.3.3-2] route on the first PUBLISH with this id only; a re-send
                 // before PUBREL gets PUBREC again and is not routed a second time.
-                if self.session.receive_qos2(id) {
+                if self.session.receive_qos2(id) && route {
                     broker.publish(&message, doorbells);
                 }
                 out.push(ToWriter::Send(Packet::Pubrec(id)));
             }
             // QoS 0 (the decoder guarantees an identifier exactly when QoS > 0).
-            _ => broker.publish(&message, doorbells),
+            _ if route => broker.publish(&message, doorbells),
+            _ => {}
         }
+    }
+
+    /// Whether a client's message may be passed on: not into the broker's own `$SYS` tree
+    /// (§4.7.2 leaves `$` topics to the server), and not over `message_size_limit`.
+    fn may_route(&self, message: &Message, broker: &Broker) -> bool {
+        let who = &self.session.client_id;
+        if message.topic.starts_with("$SYS") {
+            log::debug!(
+                "client {who:?}: PUBLISH to {:?} dropped: $SYS belongs to the broker",
+                message.topic
+            );
+            return false;
+        }
+        let limit = broker.config.message_size_limit;
+        if limit != 0 && message.payload.len() > limit {
+            log::debug!(
+                "client {who:?}: PUBLISH to {:?} dropped: its {} bytes exceed message_size_limit ({limit})",
+                message.topic,
+                message.payload.len()
+            );
+            return false;
+        }
+        true
     }
 
     /// [MQTT-4.3.3-2] PUBREL releases the identifier, and PUBCOMP confirms it. An unknown

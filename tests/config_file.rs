@@ -1,0 +1,113 @@
+//! `mqttd -c FILE`, run as the built binary: a Mosquitto configuration file's errors stop
+//! it with the file, the line and what was wrong; a good file's listeners each accept
+//! clients of one broker.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+
+use common::*;
+
+/// Writes `text` to a configuration file of this test's own, and returns its path.
+fn conf_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("mqttd-test-{}-{name}.conf", std::process::id()));
+    std::fs::write(&path, text).expect("write the test's configuration file");
+    path
+}
+
+/// Runs `mqttd -c FILE` to its end and returns its exit code and what it printed on stderr.
+fn run_to_end(path: &PathBuf) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_mqttd"))
+        .arg("-c")
+        .arg(path)
+        .output()
+        .expect("run mqttd");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_unknown_option_stops_the_broker_naming_file_and_line() {
+    let path = conf_file("unknown", "# ours\nlistener 0 127.0.0.1\nxyz 1\n");
+    let (code, stderr) = run_to_end(&path);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!("{}:3: unknown option 'xyz'", path.display())),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn a_feature_not_built_yet_is_refused_by_name() {
+    let path = conf_file("tls", "listener 0 127.0.0.1\ncertfile server.pem\n");
+    let (code, stderr) = run_to_end(&path);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(":2: 'certfile' is not supported yet"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+/// A broker process that is killed when dropped, whatever the test's outcome.
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `mqttd -c FILE` and waits for `count` "listening on" lines; returns the process
+/// and the addresses it printed.
+fn start_with_file(path: &PathBuf, count: usize) -> (Broker, Vec<SocketAddr>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mqttd"))
+        .arg("-c")
+        .arg(path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mqttd");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let broker = Broker(child);
+    let (lines, received) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut addrs = Vec::new();
+    while addrs.len() < count {
+        let line = received
+            .recv_timeout(PATIENCE)
+            .expect("mqttd logs its listeners");
+        if let Some((_, addr)) = line.split_once("mqttd listening on ") {
+            addrs.push(addr.trim().parse().expect("an address"));
+        }
+    }
+    (broker, addrs)
+}
+
+#[test]
+fn each_listener_of_the_file_serves_the_same_broker() {
+    let path = conf_file(
+        "listeners",
+        "listener 0 127.0.0.1\nlistener 0 127.0.0.1\nallow_anonymous true\nlog_dest stdout\n",
+    );
+    let (_broker, addrs) = start_with_file(&path, 2);
+    let mut sub = Raw::subscribed(addrs[0], "on-first", &["across"]);
+    let mut publisher = Raw::connected(addrs[1], "on-second");
+    publisher.send(&publish("across", b"hello", 0, false, 0));
+    assert_eq!(sub.recv_publish().payload, b"hello");
+    let _ = std::fs::remove_file(path);
+}

@@ -1,0 +1,78 @@
+//! Running mqttd for real: the settings a Mosquitto configuration file brings (keepalive
+//! and identifier limits, message sizes, the broker's own `$SYS` tree), over TCP with raw
+//! bytes.
+
+mod common;
+
+use common::*;
+use mqttd::Config;
+
+/// CONNACK 0x02, "identifier rejected", with Session Present 0 ([MQTT-3.2.2-4]).
+const CONNACK_IDENTIFIER_REJECTED: [u8; 4] = [0x20, 0x02, 0x00, 0x02];
+
+#[test]
+fn a_keep_alive_beyond_max_keepalive_or_none_at_all_is_refused_with_0x02() {
+    let broker = start_broker_with(Config {
+        max_keepalive: 60,
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    for keep_alive in [61, 0] {
+        let mut raw = Raw::tcp(addr);
+        raw.send(&connect("sleepy", keep_alive));
+        assert_eq!(
+            raw.closed(),
+            CONNACK_IDENTIFIER_REJECTED,
+            "Keep Alive {keep_alive}"
+        );
+    }
+    let mut raw = Raw::tcp(addr);
+    raw.send(&connect("awake", 60));
+    assert_eq!(raw.recv(), CONNACK_ACCEPTED);
+}
+
+#[test]
+fn an_empty_client_id_is_refused_when_the_file_says_so_mqtt_3_1_3_9() {
+    let broker = start_broker_with(Config {
+        allow_zero_length_clientid: false,
+        ..Config::default()
+    });
+    let mut raw = Raw::tcp(broker.local_addr());
+    raw.send(&connect("", 0));
+    assert_eq!(raw.closed(), CONNACK_IDENTIFIER_REJECTED);
+}
+
+#[test]
+fn a_message_over_message_size_limit_is_acknowledged_and_dropped() {
+    let broker = start_broker_with(Config {
+        message_size_limit: 4,
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut sub = Raw::connected(addr, "size-sub");
+    sub.subscribe_to("size/t", 1);
+    let mut publisher = Raw::connected(addr, "size-pub");
+    publisher.send(&publish("size/t", b"too big", 1, false, 7));
+    assert_eq!(publisher.recv(), puback(7), "acknowledged all the same");
+    publisher.send(&publish("size/t", b"ok", 0, false, 0));
+    assert_eq!(
+        sub.recv_publish().payload,
+        b"ok",
+        "only the small one arrives"
+    );
+}
+
+#[test]
+fn a_client_cannot_publish_into_sys() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::connected(addr, "sys-sub");
+    sub.subscribe_to("$SYS/fake", 0);
+    sub.subscribe_to("after", 0);
+    let mut publisher = Raw::connected(addr, "sys-pub");
+    publisher.send(&publish("$SYS/fake", b"forged", 1, false, 3));
+    assert_eq!(publisher.recv(), puback(3));
+    publisher.send(&publish("after", b"next", 0, false, 0));
+    let got = sub.recv_publish();
+    assert_eq!(got.topic, "after", "the $SYS message was not passed on");
+}
