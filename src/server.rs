@@ -17,11 +17,13 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::broker::Broker;
+use crossbeam_channel::{RecvTimeoutError, Sender};
+
+use crate::broker::{Broker, SysTree};
 use crate::config::Config;
 use crate::connection::{self, ListenerSlot};
 
@@ -33,6 +35,8 @@ pub struct Server {
     local_addrs: Vec<SocketAddr>,
     broker: Arc<Broker>,
     acceptors: Vec<JoinHandle<()>>,
+    /// The `sys` thread and the channel whose closing stops it: `None` with `sys_interval 0`.
+    sys: Option<(Sender<()>, JoinHandle<()>)>,
 }
 
 impl Server {
@@ -52,10 +56,12 @@ impl Server {
         }
         config.max_connections = within_the_kernels_map_limit(config.max_connections);
         let broker = Arc::new(Broker::new(config));
+        let sys = start_sys_thread(&broker)?;
         let mut server = Server {
             local_addrs: Vec::new(),
             broker,
             acceptors: Vec::new(),
+            sys,
         };
         for (socket, limit) in bound {
             let local_addr = socket.local_addr()?;
@@ -111,6 +117,11 @@ impl Server {
         for acceptor in self.acceptors.drain(..) {
             let _ = acceptor.join();
         }
+        // Dropping the sender is the `sys` thread's signal to end.
+        if let Some((stop, sys)) = self.sys.take() {
+            drop(stop);
+            let _ = sys.join();
+        }
         log::info!("mqttd on {:?} stopped", self.local_addrs);
     }
 }
@@ -119,6 +130,29 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Starts the `sys` thread, which publishes the `$SYS/broker/…` tree at once and then every
+/// `sys_interval`, until the sender it returns is dropped. `None` when the interval is 0.
+fn start_sys_thread(broker: &Arc<Broker>) -> io::Result<Option<(Sender<()>, JoinHandle<()>)>> {
+    let interval = broker.config.sys_interval;
+    if interval.is_zero() {
+        return Ok(None);
+    }
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    let broker = Arc::clone(broker);
+    let thread = std::thread::Builder::new()
+        .name("sys".into())
+        .spawn(move || {
+            let mut tree = SysTree::new();
+            loop {
+                tree.update(&broker, Instant::now());
+                if let Err(RecvTimeoutError::Disconnected) = stopped.recv_timeout(interval) {
+                    return;
+                }
+            }
+        })?;
+    Ok(Some((stop, thread)))
 }
 
 /// The address to connect to in order to reach a listener bound to `addr`: a wildcard
@@ -203,6 +237,7 @@ fn accept_loop(listener: TcpListener, limit: Option<usize>, broker: Arc<Broker>)
                 refuse_over_limit(stream, limit.unwrap_or_default());
             }
             Ok(stream) => {
+                broker.count_connection();
                 let slot = ListenerSlot::take(&open);
                 connection::spawn(stream, Arc::clone(&broker), slot)
             }

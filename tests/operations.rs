@@ -76,3 +76,64 @@ fn a_client_cannot_publish_into_sys() {
     let got = sub.recv_publish();
     assert_eq!(got.topic, "after", "the $SYS message was not passed on");
 }
+
+/// Reads `$SYS` updates until `topic` carries `expected`; fails after [`PATIENCE`].
+fn wait_for_sys_value(sub: &mut Raw, topic: &str, expected: &str) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        let got = sub.recv_publish();
+        if got.topic == topic {
+            last = String::from_utf8_lossy(&got.payload).into_owned();
+            if last == expected {
+                return;
+            }
+        }
+    }
+    panic!("{topic} never became {expected:?}; last {last:?}");
+}
+
+/// The `$SYS` counters count exactly what crossed the wire: a known workload of raw
+/// packets, then the totals it must produce.
+#[test]
+fn sys_counters_count_a_known_workload_exactly() {
+    let broker = start_broker_with(Config {
+        sys_interval: std::time::Duration::from_secs(1),
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut sent_bytes = 0;
+    let watch = connect("sys-watch", 0);
+    let subscribe_packet = subscribe(
+        1,
+        &[
+            ("$SYS/broker/publish/messages/received", 0),
+            ("$SYS/broker/bytes/received", 0),
+        ],
+    );
+    let mut watcher = Raw::tcp(addr);
+    watcher.send(&watch);
+    assert_eq!(watcher.recv(), CONNACK_ACCEPTED);
+    watcher.send(&subscribe_packet);
+    assert_eq!(watcher.recv()[0], 0x90, "SUBACK");
+    sent_bytes += watch.len() + subscribe_packet.len();
+    let mut publisher = Raw::tcp(addr);
+    let hello = connect("sys-pub", 0);
+    publisher.send(&hello);
+    assert_eq!(publisher.recv(), CONNACK_ACCEPTED);
+    sent_bytes += hello.len();
+    for n in 0..5u8 {
+        let message = publish("counted", &[n; 10], 0, false, 0);
+        publisher.send(&message);
+        sent_bytes += message.len();
+    }
+    publisher.send(&PINGREQ);
+    assert_eq!(publisher.recv(), PINGRESP, "the five were read before this");
+    sent_bytes += PINGREQ.len();
+    wait_for_sys_value(&mut watcher, "$SYS/broker/publish/messages/received", "5");
+    wait_for_sys_value(
+        &mut watcher,
+        "$SYS/broker/bytes/received",
+        &sent_bytes.to_string(),
+    );
+}

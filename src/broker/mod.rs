@@ -31,10 +31,13 @@
 mod retained;
 mod routing;
 mod session_store;
+mod stats;
+mod sys_tree;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -47,6 +50,9 @@ use crate::topic::{self, SubscriptionTrie};
 
 pub use retained::RetainedMessages;
 pub(crate) use session_store::{Released, SessionStore, StoredSession};
+pub use stats::StatsSnapshot;
+pub(crate) use stats::Traffic;
+pub(crate) use sys_tree::SysTree;
 
 /// Identifies one network connection, from accept to close.
 pub(crate) type ConnectionId = u64;
@@ -81,41 +87,6 @@ impl Sequence {
     }
 }
 
-/// The broker's counters. Private fields: only the broker counts, through the methods
-/// below; everyone else reads a [`StatsSnapshot`].
-#[derive(Debug, Default)]
-struct Stats {
-    /// Messages routed: every PUBLISH accepted from a client (a re-sent QoS 2 PUBLISH is
-    /// not routed twice, so it is not counted twice) and every Will published.
-    publishes_received: AtomicU64,
-    /// Messages dropped because a subscriber's queue was full.
-    messages_dropped: AtomicU64,
-}
-
-impl Stats {
-    fn count_publish(&self) {
-        self.publishes_received.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn count_drop(&self) {
-        self.messages_dropped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            publishes_received: self.publishes_received.load(Ordering::Relaxed),
-            messages_dropped: self.messages_dropped.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// A copy of the counters at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    pub publishes_received: u64,
-    pub messages_dropped: u64,
-}
-
 /// The shared state of one running broker. Every connection thread holds an `Arc` of it.
 #[derive(Debug)]
 pub struct Broker {
@@ -136,7 +107,11 @@ pub struct Broker {
     connection_ids: Sequence,
     /// Set once by [`Broker::stop`]; read by the acceptor before each new connection.
     stopping: AtomicBool,
-    stats: Stats,
+    /// The counters `$SYS` and [`Broker::stats`] report; each is one atomic, added to once
+    /// per batch by readers and writers.
+    stats: stats::Stats,
+    /// When the broker started, for `$SYS/broker/uptime`.
+    started: Instant,
 }
 
 impl Broker {
@@ -149,7 +124,8 @@ impl Broker {
             connections: Mutex::new(HashMap::new()),
             connection_ids: Sequence::new(),
             stopping: AtomicBool::new(false),
-            stats: Stats::default(),
+            stats: stats::Stats::default(),
+            started: Instant::now(),
         }
     }
 
@@ -166,6 +142,21 @@ impl Broker {
     /// The counters, as they are now.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Adds what a reader received in one batch to the counters.
+    pub(crate) fn count_received(&self, traffic: Traffic) {
+        self.stats.received.add(traffic);
+    }
+
+    /// Adds what a writer sent in one batch to the counters.
+    pub(crate) fn count_sent(&self, traffic: Traffic) {
+        self.stats.sent.add(traffic);
+    }
+
+    /// Counts a TCP connection accepted, for `$SYS/broker/load/connections`.
+    pub(crate) fn count_connection(&self) {
+        self.stats.connections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Adds or replaces ([MQTT-3.8.4-3]) one subscription of a session and says what was
@@ -200,6 +191,12 @@ impl Broker {
     /// ([MQTT-3.3.1-6]). `visit` runs under the `retained` lock: it should only copy.
     pub(crate) fn for_each_retained(&self, filter: &str, visit: impl FnMut(&Message)) {
         self.retained.lock().for_each_match(filter, visit);
+    }
+
+    /// The number of retained messages and their payload bytes, read under one lock.
+    pub(crate) fn retained_totals(&self) -> (usize, usize) {
+        let retained = self.retained.lock();
+        (retained.len(), retained.bytes())
     }
 
     /// The number of topics with a retained message.

@@ -13,6 +13,8 @@ use crate::topic::TopicMap;
 #[derive(Debug, Default)]
 pub struct RetainedMessages {
     messages: TopicMap<Message>,
+    /// The payload bytes of every retained message together, for `$SYS`.
+    bytes: usize,
 }
 
 impl RetainedMessages {
@@ -33,11 +35,20 @@ impl RetainedMessages {
     /// ([MQTT-3.3.1-5], [MQTT-3.3.1-7]), or deletes it when the payload is empty
     /// ([MQTT-3.3.1-10]); an empty message is never stored ([MQTT-3.3.1-11]).
     pub fn set(&mut self, message: &Message) {
-        if message.payload.is_empty() {
-            self.messages.remove(&message.topic);
+        let replaced = if message.payload.is_empty() {
+            self.messages.remove(&message.topic)
         } else {
-            self.messages.insert(&message.topic, message.clone());
+            self.bytes += message.payload.len();
+            self.messages.insert(&message.topic, message.clone())
+        };
+        if let Some(old) = replaced {
+            self.bytes -= old.payload.len();
         }
+    }
+
+    /// The payload bytes of all retained messages together.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Calls `visit` for the retained message of every topic that `filter` matches, and
@@ -73,11 +84,12 @@ mod tests {
     fn a_new_message_replaces_the_old_one_mqtt_3_3_1_5() {
         let mut store = RetainedMessages::new();
         store.set(&message("a/b", "1"));
-        store.set(&message("a/b", "2"));
+        store.set(&message("a/b", "22"));
         assert_eq!(store.len(), 1);
+        assert_eq!(store.bytes(), 2);
         let mut payloads = Vec::new();
         store.for_each_match("a/b", |m| payloads.push(m.payload.clone()));
-        assert_eq!(payloads, [Arc::from(&b"2"[..])]);
+        assert_eq!(payloads, [Arc::from(&b"22"[..])]);
     }
 
     #[test]
@@ -89,6 +101,7 @@ mod tests {
         assert_eq!(matching(&store, "#"), ["a/b/c"]);
         store.set(&message("a/b/c", ""));
         assert!(store.is_empty());
+        assert_eq!(store.bytes(), 0);
         store.set(&message("never", ""));
         assert!(store.is_empty());
         assert_eq!(matching(&store, "#"), Vec::<String>::new());

@@ -39,7 +39,6 @@ impl Broker {
     /// A session with several matching subscriptions gets the message once, at the highest
     /// QoS among them ([MQTT-3.3.5-1]).
     pub(crate) fn publish(&self, message: &Message, doorbells: &mut Doorbells) {
-        self.stats.count_publish();
         // [MQTT-3.3.1-12] RETAIN=0 leaves the retained messages alone.
         if message.retain {
             self.retained.lock().set(message);

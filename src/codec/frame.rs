@@ -19,6 +19,24 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// The packet's size on the wire: byte 1, the Remaining Length in its shortest form
+    /// (a client may have used a longer one, which the frame no longer knows), the body.
+    pub fn wire_len(&self) -> usize {
+        let len = self.body.len();
+        let length_bytes = match len {
+            0..=127 => 1,
+            128..=16_383 => 2,
+            16_384..=2_097_151 => 3,
+            _ => 4,
+        };
+        1 + length_bytes + len
+    }
+
+    /// Whether this is a PUBLISH (its type, in byte 1).
+    pub fn is_publish(&self) -> bool {
+        self.byte1 >> 4 == PacketType::Publish as u8
+    }
+
     /// Step two: parse the body.
     pub fn decode(&self) -> Result<Packet, DecodeError> {
         Packet::decode(self.byte1, &self.body)
@@ -164,6 +182,11 @@ mod tests {
             other => panic!("expected Unexpected, got {other:?}"),
         }
         assert_eq!(stream.len(), 34, "nothing after byte 1 was read");
+        let frame = Frame {
+            byte1: 0x30,
+            body: vec![0; 200],
+        };
+        assert_eq!((frame.wire_len(), frame.is_publish()), (203, true));
         let mut connect: &[u8] = &[0x10, 0x00];
         assert!(read_frame_of(&mut connect, PacketType::Connect, 1024).is_ok());
     }

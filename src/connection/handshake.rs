@@ -23,9 +23,9 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, SendError};
 
-use crate::broker::{Broker, ConnectionId};
+use crate::broker::{Broker, ConnectionId, Traffic};
 use crate::codec::{
-    read_frame_of, Connack, Connect, ConnectReturnCode, FrameError, Packet, PacketType,
+    read_frame_of, Connack, Connect, ConnectReturnCode, Frame, FrameError, Packet, PacketType,
 };
 use crate::protocol::{
     assign_client_id, check_keep_alive, is_timeout, keep_alive_timeout, open_session, reaction_to,
@@ -74,7 +74,7 @@ pub(super) fn run(socket: Socket, peer: String, broker: Arc<Broker>, slot: Liste
         ))))
     });
     if let Err(refusal) = accepted {
-        refuse(&socket, &peer, refusal);
+        refuse(&socket, &peer, refusal, &broker);
         socket.shutdown();
         broker.untrack_connection(connection);
     }
@@ -149,6 +149,7 @@ fn read_connect(
         },
     )?;
     trace_frame(peer, &frame);
+    count_one(broker, &frame);
     let packet = frame.decode().map_err(reaction_to)?;
     log_received(peer, &packet);
     match packet {
@@ -161,8 +162,15 @@ fn read_connect(
     }
 }
 
+/// Counts the CONNECT, the one packet the handshake reads, for `$SYS`.
+fn count_one(broker: &Broker, frame: &Frame) {
+    let mut traffic = Traffic::default();
+    traffic.packet(frame.wire_len(), false);
+    broker.count_received(traffic);
+}
+
 /// Sends the refusal, if it has a CONNACK, and logs why the connection is closed.
-fn refuse(socket: &Socket, peer: &str, refusal: Refusal) {
+fn refuse(socket: &Socket, peer: &str, refusal: Refusal, broker: &Broker) {
     match refusal {
         Refusal::Close(reason) => reason.log(peer),
         Refusal::Connack { code, rule, what } => {
@@ -174,7 +182,11 @@ fn refuse(socket: &Socket, peer: &str, refusal: Refusal) {
             log_sent(peer, &connack);
             let bytes = connack.to_bytes();
             trace_bytes(peer, "->", &bytes);
-            let _ = socket.clone().write_all(&bytes);
+            if socket.clone().write_all(&bytes).is_ok() {
+                let mut traffic = Traffic::default();
+                traffic.packet(bytes.len(), false);
+                broker.count_sent(traffic);
+            }
             // [MQTT-3.2.2-5] close after a non-zero return code; [MQTT-3.1.4-5] nothing
             // the client sent after its CONNECT is processed.
             log::warn!(
@@ -255,6 +267,7 @@ fn start_session_threads(
         writer: writer_thread,
         writer_finished,
         broker: Arc::clone(broker),
+        traffic: Traffic::default(),
         _slot: slot,
     };
     // The standard library can panic before our code runs (for example when it cannot map

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::broker::{Broker, ConnectionId};
+use crate::broker::{Broker, ConnectionId, Traffic};
 use crate::codec::{holds_whole_packet, read_frame_into};
 use crate::mailbox::Doorbells;
 use crate::protocol::{CloseReason, Handler, ToWriter};
@@ -45,6 +45,8 @@ pub(super) struct Reader {
     /// Disconnected when the writer thread ends (nothing is ever sent on it).
     pub writer_finished: Receiver<()>,
     pub broker: Arc<Broker>,
+    /// What this reader has received since its last batch, for the broker's counters.
+    pub traffic: Traffic,
     /// This connection's place in its listener's `max_connections`, given back when the
     /// reader (and with it the connection) ends.
     pub _slot: ListenerSlot,
@@ -99,6 +101,7 @@ impl Reader {
                 Ok(frame) => frame,
                 Err(e) => return CloseReason::from_frame_error(e, self.keep_alive),
             };
+            self.traffic.packet(frame.wire_len(), frame.is_publish());
             let who = &self.handler.session.client_id;
             trace_frame(who, &frame);
             let packet = match frame.decode() {
@@ -124,11 +127,12 @@ impl Reader {
     /// to our writer, in the order the packets came (PUBACKs and PUBRECs in the order of
     /// their PUBLISHes, [MQTT-4.6.0-2] [MQTT-4.6.0-3]).
     fn hand_over(
-        &self,
+        &mut self,
         requests: &mut Vec<ToWriter>,
         doorbells: &mut Doorbells,
     ) -> Result<(), CloseReason> {
         doorbells.ring();
+        self.broker.count_received(self.traffic.take());
         for request in requests.drain(..) {
             // Blocks while the control channel is full (our client is slow to read its
             // answers, so we stop reading its requests). Fails only if the writer has

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, TryRecvError};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Traffic};
 use crate::codec::{Packet, QoS};
 use crate::mailbox::{Delivery, Outbox};
 use crate::protocol::{CloseReason, ToWriter};
@@ -48,6 +48,8 @@ pub(super) struct Writer {
     broker: Arc<Broker>,
     /// When dropped messages were last reported.
     last_drop_report: Instant,
+    /// What this writer has sent since its last flush, for the broker's counters.
+    traffic: Traffic,
     /// Set when the client broke a rule that only the writer can see (an acknowledgement
     /// of the wrong kind): the writer closes the connection and tells the reader why.
     violation: Option<CloseReason>,
@@ -97,6 +99,7 @@ impl Writer {
             outbox,
             broker,
             last_drop_report: Instant::now(),
+            traffic: Traffic::default(),
             violation: None,
         }
     }
@@ -278,6 +281,8 @@ impl Writer {
         log_sent(&self.client_id, packet);
         let start = self.batch.len();
         packet.encode(&mut self.batch);
+        let is_publish = matches!(packet, Packet::Publish(_));
+        self.traffic.packet(self.batch.len() - start, is_publish);
         trace_bytes(&self.client_id, "->", &self.batch[start..]);
         if self.batch.len() >= BATCH_LIMIT {
             self.flush()?;
@@ -293,6 +298,9 @@ impl Writer {
         }
         let written = self.socket.write_all(&self.batch);
         self.batch.clear();
+        if written.is_ok() {
+            self.broker.count_sent(self.traffic.take());
+        }
         written
     }
 

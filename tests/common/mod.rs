@@ -13,9 +13,13 @@ use mqttd::{Config, Server};
 /// How long any single wait in a test may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
-/// Starts a broker on 127.0.0.1 with a port the OS picks. It stops when dropped.
+/// Starts a broker on 127.0.0.1 with a port the OS picks, without the `$SYS` tree (whose
+/// retained messages would count among a test's own). It stops when dropped.
 pub fn start_broker() -> Server {
-    start_broker_with(Config::default())
+    start_broker_with(Config {
+        sys_interval: Duration::ZERO,
+        ..Config::default()
+    })
 }
 
 pub fn start_broker_with(config: Config) -> Server {
