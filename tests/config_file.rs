@@ -111,3 +111,18 @@ fn each_listener_of_the_file_serves_the_same_broker() {
     assert_eq!(sub.recv_publish().payload, b"hello");
     let _ = std::fs::remove_file(path);
 }
+
+/// The example beside the README is read without an error or a warning (that it also
+/// works with `mosquitto -c` was checked by hand: see the chapter on running it for real).
+#[test]
+fn the_example_mqttd_conf_is_valid() {
+    let loaded = mqttd::config::load_file("mqttd.conf".as_ref()).expect("mqttd.conf is valid");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.config.listeners,
+        [mqttd::config::Listener {
+            bind: "127.0.0.1:1883".parse().unwrap(),
+            max_connections: Some(1000),
+        }]
+    );
+}
