@@ -7,10 +7,14 @@
 //!
 //! The subscriptions look like a real deployment: `site/<s>/device/<d>/<metric>` for exact
 //! subscribers, plus a few wildcard ones (`site/<s>/#`, `site/+/device/<d>/+`, `#`).
+//!
+//! `acl/may_read` is the check an `acl_file` adds to every delivery: one client's eight
+//! entries (two of them `deny`, three from patterns) against one topic name.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use mqttd::acl::{Acl, Who};
 use mqttd::topic::SubscriptionTrie;
 
 const METRICS: [&str; 5] = ["temp", "humidity", "power", "door", "battery"];
@@ -66,5 +70,38 @@ fn matching(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matching);
+/// A user block and some patterns, as a small deployment would write them.
+const ACL_FILE: &str = "\
+topic read public/#
+user alice
+topic readwrite site/+/device/#
+topic deny site/+/device/+/door
+topic read news/+/today
+topic write cmd/+/set
+pattern readwrite clients/%c/#
+pattern read users/%u/inbox
+pattern deny users/%u/inbox/private
+";
+
+fn acl_checks(c: &mut Criterion) {
+    let acl = Acl::parse(ACL_FILE, "bench").expect("a valid file");
+    let who = Who {
+        client_id: "alice-phone",
+        username: Some("alice"),
+    };
+    let client = acl.for_client(&who);
+    let mut group = c.benchmark_group("acl");
+    for (label, topic) in [
+        ("granted", "site/7/device/42/temp"),
+        ("denied", "site/7/device/42/door"),
+        ("unmatched", "other/7/device/42/temp"),
+    ] {
+        group.bench_function(format!("may_read/{label}"), |b| {
+            b.iter(|| client.may_read(black_box(topic)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matching, acl_checks);
 criterion_main!(benches);

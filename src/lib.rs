@@ -18,6 +18,7 @@
 //! | 3     | `session`       | one client's state that survives a disconnect; QoS 1/2 state both ways | §3.1.2.4, §4.1, §4.4 | 05, 06 |
 //! | 2     | [`mailbox`]     | a message, a delivery, the Outbox and the Doorbells a session is delivered through | §4.6 | 04, 09 |
 //! | 1     | [`codec`]       | bytes ⇄ packets: fixed header, Remaining Length, the 14 packet types | §1.5, §2, §3 | 01 |
+//! | 1     | [`acl`]         | who may publish and receive which topics: Mosquitto's `acl_file` | §4.7, §5.4.2 |  |
 //! | 0     | [`topic`]       | topic names, filters, wildcards, the trie and the topic map | §4.7        | 03, 07 |
 //! | 0     | [`config`]      | the settings, their defaults and their limits      |                 | 00 |
 //! | 0     | `socket`        | one TCP socket shared by a connection's threads    |                 | 00 |
@@ -42,6 +43,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod broker;
 pub mod codec;
 pub mod config;

@@ -31,8 +31,9 @@ const LAYERS: &[&[&str]] = &[
     // 0: leaves. Topic names and the trie, the settings, the byte stream under a
     //    connection, test-only fault injection. They know no other module of the crate.
     &["topic", "config", "socket", "fault"],
-    // 1: bytes to packets and back. May know topic names (to validate them).
-    &["codec"],
+    // 1: bytes to packets and back, and the access rules of an acl_file. Both may know
+    //    topic names and filters (to validate and match them), nothing else.
+    &["codec", "acl"],
     // 2: the queues between a publisher's thread and a subscriber's. May know packets.
     &["mailbox"],
     // 3: one client's state and what its packets do. May know mailboxes, packets, topics.

@@ -9,15 +9,20 @@
 //! [`validate_topic_filter`] for the shape of a string, [`trie::SubscriptionTrie`] for
 //! finding every filter that matches a name, and [`map::TopicMap`] for finding every name
 //! that matches a filter, both with the `$` rule ([MQTT-4.7.2-1]). The two share one tree
-//! of levels (`tree.rs`). It sits at the bottom of the crate and imports nothing from it.
+//! of levels (`tree.rs`). For one pair at a time, [`matches()`], [`filters_overlap`] and
+//! [`filter_covers`] (`relation.rs`) say how a filter relates to a name or to another
+//! filter; access control (`acl`) asks those questions. The module sits at the bottom of
+//! the crate and imports nothing from it.
 
 pub mod map;
+mod relation;
 mod tree;
 pub mod trie;
 
 use std::fmt;
 
 pub use map::TopicMap;
+pub use relation::{filter_covers, filters_overlap, matches};
 pub use trie::SubscriptionTrie;
 
 /// The level separator.
