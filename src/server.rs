@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
+use crate::acl::Acl;
 use crate::broker::{Broker, SysTree};
 use crate::config::Config;
 use crate::connection::{self, ListenerSlot};
@@ -56,6 +57,7 @@ impl Server {
         }
         config.max_connections = within_the_kernels_map_limit(config.max_connections);
         let broker = Arc::new(Broker::new(config));
+        load_security_files(&broker)?;
         let sys = start_sys_thread(&broker)?;
         let mut server = Server {
             local_addrs: Vec::new(),
@@ -130,6 +132,26 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Reads the `acl_file` (and the `password_file`) the configuration names, and puts them in
+/// place for the clients that connect from now on. A file that cannot be read or parsed is
+/// an `InvalidInput` error naming it, and line; valid but doubtful lines are logged.
+pub(crate) fn load_security_files(broker: &Broker) -> io::Result<()> {
+    let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
+    let acl = match &broker.config.acl_file {
+        Some(path) => {
+            let acl = Acl::load(path).map_err(|e| invalid(e.to_string()))?;
+            for warning in acl.warnings() {
+                log::warn!("{warning}");
+            }
+            log::info!("access rules read from {}", path.display());
+            Some(acl)
+        }
+        None => None,
+    };
+    broker.set_acl(acl);
+    Ok(())
 }
 
 /// Starts the `sys` thread, which publishes the `$SYS/broker/…` tree at once and then every

@@ -41,6 +41,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use crate::acl::{Acl, ClientAcl, Who};
 use crate::codec::{QoS, SubscribeReturnCode};
 use crate::config::Config;
 use crate::mailbox::{Message, Outbox};
@@ -69,6 +70,10 @@ pub(crate) struct Subscriber {
     pub qos: QoS,
     /// Where matching messages go: the session's queue to its writer thread.
     pub outbox: Arc<Outbox>,
+    /// The subscriber's access rules, when this filter is only partly readable for it
+    /// (`SubscriptionAccess::GrantedFiltered`): each message is checked before it is
+    /// queued. `None`: everything the filter matches may be delivered.
+    pub reading: Option<Arc<ClientAcl>>,
 }
 
 /// A source of numbers, each handed out once: 1, 2, 3, … Each kind of id has its own, so a
@@ -103,6 +108,9 @@ pub struct Broker {
     /// Every open socket, including those still waiting for their CONNECT, so that
     /// [`Broker::stop`] can close them all. Written by each handshake thread and by teardown.
     connections: Mutex<HashMap<ConnectionId, Socket>>,
+    /// The rules of `acl_file`, if there is one. Read when the server starts; each client's
+    /// share is resolved once, when it connects ([`Broker::client_acl`]).
+    acl: Mutex<Option<Arc<Acl>>>,
     /// Numbers the connections ([`ConnectionId`]).
     connection_ids: Sequence,
     /// Set once by [`Broker::stop`]; read by the acceptor before each new connection.
@@ -122,6 +130,7 @@ impl Broker {
             subscriptions: Mutex::new(SubscriptionTrie::new()),
             retained: Mutex::new(RetainedMessages::new()),
             connections: Mutex::new(HashMap::new()),
+            acl: Mutex::new(None),
             connection_ids: Sequence::new(),
             stopping: AtomicBool::new(false),
             stats: stats::Stats::default(),
@@ -137,6 +146,17 @@ impl Broker {
     /// A connection id never handed out before by this broker.
     pub(crate) fn new_connection_id(&self) -> ConnectionId {
         self.connection_ids.next()
+    }
+
+    /// Puts the rules of an `acl_file` in place for the clients that connect from now on.
+    pub(crate) fn set_acl(&self, acl: Option<Acl>) {
+        *self.acl.lock() = acl.map(Arc::new);
+    }
+
+    /// One client's access rules (`None`: no `acl_file`, everything is allowed).
+    pub(crate) fn client_acl(&self, who: &Who<'_>) -> Option<Arc<ClientAcl>> {
+        let acl = self.acl.lock().clone();
+        acl.map(|acl| Arc::new(acl.for_client(who)))
     }
 
     /// The counters, as they are now.
@@ -167,6 +187,7 @@ impl Broker {
         outbox: &Arc<Outbox>,
         filter: &str,
         requested: QoS,
+        reading: Option<Arc<ClientAcl>>,
     ) -> SubscribeReturnCode {
         if topic::level_count(filter) > MAX_FILTER_LEVELS {
             log::warn!(
@@ -180,6 +201,7 @@ impl Broker {
         let subscriber = Subscriber {
             qos: requested,
             outbox: Arc::clone(outbox),
+            reading,
         };
         self.subscriptions
             .lock()

@@ -47,6 +47,12 @@ impl Broker {
         {
             let trie = self.subscriptions.lock();
             trie.for_each_match(&message.topic, |session, subscriber| {
+                // A filter only partly readable for its subscriber: ask its rules.
+                if let Some(rules) = &subscriber.reading {
+                    if !rules.may_read(&message.topic) {
+                        return;
+                    }
+                }
                 targets.push((*session, subscriber.qos, Arc::clone(&subscriber.outbox)));
             });
         }
@@ -114,9 +120,9 @@ mod tests {
     fn overlapping_subscriptions_deliver_once_mqtt_3_3_5_1() {
         let broker = Broker::new(Config::default());
         let (outbox, inbox) = connected_outbox("alice", 10);
-        broker.subscribe(1, &outbox, "a/b", QoS::AtMostOnce);
-        broker.subscribe(1, &outbox, "a/+", QoS::AtMostOnce);
-        broker.subscribe(1, &outbox, "#", QoS::AtMostOnce);
+        broker.subscribe(1, &outbox, "a/b", QoS::AtMostOnce, None);
+        broker.subscribe(1, &outbox, "a/+", QoS::AtMostOnce, None);
+        broker.subscribe(1, &outbox, "#", QoS::AtMostOnce, None);
         broker.publish_now(&message("a/b", QoS::AtMostOnce));
         assert_eq!(inbox.len(), 1);
     }
@@ -125,7 +131,7 @@ mod tests {
     fn routing_queues_without_waking_and_the_batch_rings_each_writer_once() {
         let broker = Broker::new(Config::default());
         let (outbox, inbox) = connected_outbox("s", 10);
-        broker.subscribe(1, &outbox, "t", QoS::AtMostOnce);
+        broker.subscribe(1, &outbox, "t", QoS::AtMostOnce, None);
         let mut doorbells = Doorbells::new();
         for _ in 0..3 {
             broker.publish(&message("t", QoS::AtMostOnce), &mut doorbells);
@@ -174,7 +180,7 @@ mod tests {
     fn a_full_queue_drops_and_counts_without_blocking() {
         let broker = Broker::new(Config::default());
         let (outbox, inbox) = connected_outbox("slow", 4);
-        broker.subscribe(1, &outbox, "t", QoS::AtLeastOnce);
+        broker.subscribe(1, &outbox, "t", QoS::AtLeastOnce, None);
         for _ in 0..7 {
             broker.publish_now(&message("t", QoS::AtLeastOnce));
         }
@@ -188,7 +194,7 @@ mod tests {
     fn qos0_is_dropped_first_leaving_room_for_qos1_and_2() {
         let broker = Broker::new(Config::default());
         let (outbox, inbox) = connected_outbox("slow", 4);
-        broker.subscribe(1, &outbox, "t", QoS::ExactlyOnce);
+        broker.subscribe(1, &outbox, "t", QoS::ExactlyOnce, None);
         // QoS 0 fills only half of the queue ...
         for _ in 0..5 {
             broker.publish_now(&message("t", QoS::AtMostOnce));
@@ -207,8 +213,8 @@ mod tests {
         let broker = Broker::new(Config::default());
         let (high, high_inbox) = connected_outbox("high", 10);
         let (low, low_inbox) = connected_outbox("low", 10);
-        broker.subscribe(1, &high, "t", QoS::ExactlyOnce);
-        broker.subscribe(2, &low, "t", QoS::AtMostOnce);
+        broker.subscribe(1, &high, "t", QoS::ExactlyOnce, None);
+        broker.subscribe(2, &low, "t", QoS::AtMostOnce, None);
         broker.publish_now(&message("t", QoS::AtLeastOnce));
         assert_eq!(high_inbox.try_recv().unwrap().qos, QoS::AtLeastOnce);
         assert_eq!(low_inbox.try_recv().unwrap().qos, QoS::AtMostOnce);
@@ -218,7 +224,7 @@ mod tests {
     fn an_offline_session_queues_qos1_and_2_but_not_qos0_mqtt_3_1_2_5() {
         let broker = Broker::new(Config::default());
         let (outbox, inbox) = Outbox::new("away".into(), 10);
-        broker.subscribe(1, &outbox, "t", QoS::ExactlyOnce);
+        broker.subscribe(1, &outbox, "t", QoS::ExactlyOnce, None);
         for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
             broker.publish_now(&message("t", qos));
         }
@@ -231,7 +237,7 @@ mod tests {
     fn retain_stores_and_forwards_with_retain_0_mqtt_3_3_1_9() {
         let broker = Broker::new(Config::default());
         let (outbox, inbox) = connected_outbox("s", 10);
-        broker.subscribe(1, &outbox, "t", QoS::AtMostOnce);
+        broker.subscribe(1, &outbox, "t", QoS::AtMostOnce, None);
         let mut retained = message("t", QoS::AtMostOnce);
         retained.retain = true;
         broker.publish_now(&retained);

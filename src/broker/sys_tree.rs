@@ -176,7 +176,7 @@ mod tests {
     fn watch(broker: &Broker, session: SessionId, filter: &str) -> Receiver<Delivery> {
         let (outbox, inbox) = Outbox::new("watcher".into(), 1000);
         outbox.set_connected(true);
-        broker.subscribe(session, &outbox, filter, QoS::AtMostOnce);
+        broker.subscribe(session, &outbox, filter, QoS::AtMostOnce, None);
         inbox
     }
 

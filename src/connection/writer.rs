@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, TryRecvError};
 
+use crate::acl::ClientAcl;
 use crate::broker::{Broker, Traffic};
 use crate::codec::{Packet, QoS};
 use crate::mailbox::{Delivery, Outbox};
@@ -234,9 +235,11 @@ impl Writer {
                 Ok(None) => Ok(()),
                 Err(wrong) => Err(self.violation(wrong)),
             },
-            Work::Control(ToWriter::SendRetained { filter, granted }) => {
-                self.send_retained(&filter, granted, outbound)
-            }
+            Work::Control(ToWriter::SendRetained {
+                filter,
+                granted,
+                reading,
+            }) => self.send_retained(&filter, granted, reading.as_deref(), outbound),
             Work::Delivery(delivery) => self.send(delivery, outbound),
         }
     }
@@ -251,11 +254,15 @@ impl Writer {
         &mut self,
         filter: &str,
         granted: QoS,
+        reading: Option<&ClientAcl>,
         outbound: &mut Outbound,
     ) -> io::Result<()> {
         let mut found = Vec::new();
         self.broker.for_each_retained(filter, |message| {
-            found.push(Delivery::retained(message.clone(), granted));
+            // A filter only partly readable: the acl_file decides message by message.
+            if reading.map_or(true, |rules| rules.may_read(&message.topic)) {
+                found.push(Delivery::retained(message.clone(), granted));
+            }
         });
         for delivery in found {
             if delivery.qos == QoS::AtMostOnce || accepts_new(outbound) {

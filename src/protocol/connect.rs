@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::acl::Who;
 use crate::broker::{Broker, ConnectionId};
 use crate::codec::{Connect, ConnectReturnCode, DecodeError, ProtocolVersion};
 use crate::socket::Socket;
@@ -141,6 +142,12 @@ pub(crate) fn open_session(
     );
     // MQTT 3.1 has no Session Present flag: its CONNACK byte stays 0 even on resumption.
     opened.session_present &= connect.protocol == ProtocolVersion::V3_1_1;
+    let who = Who {
+        client_id: &opened.handler.session.client_id,
+        username: connect.username.as_deref(),
+    };
+    let rules = broker.client_acl(&who);
+    opened.handler.set_acl(rules);
     Ok(opened)
 }
 

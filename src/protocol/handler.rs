@@ -1,11 +1,13 @@
 //! Handling one packet at a time, for one connected client: open, handle, close.
 //!
 //! A [`Handler`] is what the reader thread owns of the protocol: the client's session
-//! (`src/session/`) and its Will. [`Handler::handle`] takes a packet and appends what the
-//! writer must do; routing, subscribing and storing go through the broker.
+//! (`src/session/`), its Will and, with an `acl_file`, its access rules.
+//! [`Handler::handle`] takes a packet and appends what the writer must do; routing,
+//! subscribing and storing go through the broker.
 
 use std::sync::Arc;
 
+use crate::acl::{ClientAcl, SubscriptionAccess};
 use crate::broker::{Broker, StoredSession};
 use crate::codec::{
     Packet, PacketId, Publish, QoS, Suback, Subscribe, SubscribeReturnCode, Unsubscribe, Will,
@@ -23,6 +25,9 @@ pub(crate) struct Handler {
     /// The Will of this connection ([MQTT-3.1.2-8]); removed by DISCONNECT. It belongs to
     /// the connection, not to the session: a resumed session does not bring an old one back.
     will: Option<Will>,
+    /// This client's share of the `acl_file` (`None`: no file, everything allowed). Like
+    /// the Will it belongs to the connection: it follows the user name of this CONNECT.
+    acl: Option<Arc<ClientAcl>>,
 }
 
 /// A client ready to run: the reader's part, the writer's part, and whether its session
@@ -49,7 +54,11 @@ impl Handler {
                 session,
                 writer_side,
             }) if !clean_session => Opened {
-                handler: Handler { session, will },
+                handler: Handler {
+                    session,
+                    will,
+                    acl: None,
+                },
                 writer_side,
                 session_present: true,
             },
@@ -65,13 +74,22 @@ impl Handler {
                 let id = broker.sessions().new_session_id();
                 let (session, writer_side) = Session::new(id, client_id, clean_session, limits);
                 Opened {
-                    handler: Handler { session, will },
+                    handler: Handler {
+                        session,
+                        will,
+                        acl: None,
+                    },
                     writer_side,
                     // [MQTT-3.2.2-1] [MQTT-3.2.2-3] a new session is not present.
                     session_present: false,
                 }
             }
         }
+    }
+
+    /// Gives the client the access rules of its CONNECT's identity.
+    pub(crate) fn set_acl(&mut self, acl: Option<Arc<ClientAcl>>) {
+        self.acl = acl;
     }
 
     /// Carries out one packet from the client: appends to `out` what the writer must do,
@@ -172,6 +190,12 @@ impl Handler {
             );
             return false;
         }
+        if let Some(rules) = &self.acl {
+            if !rules.may_write(&message.topic) {
+                log::debug!("client {who:?}: PUBLISH to {:?} dropped: the acl_file does not let it write there", message.topic);
+                return false;
+            }
+        }
         let limit = broker.config.message_size_limit;
         if limit != 0 && message.payload.len() > limit {
             log::debug!(
@@ -198,14 +222,29 @@ impl Handler {
         let mut retained = Vec::new();
         let mut return_codes = Vec::with_capacity(subscribe.requests.len());
         for request in subscribe.requests {
+            let reading = match self.access(&request.filter) {
+                SubscriptionAccess::Refused => {
+                    return_codes.push(SubscribeReturnCode::Failure);
+                    continue;
+                }
+                SubscriptionAccess::Granted => None,
+                SubscriptionAccess::GrantedFiltered => self.acl.clone(),
+            };
             let session = &mut self.session;
-            let code = broker.subscribe(session.id, session.outbox(), &request.filter, request.qos);
+            let code = broker.subscribe(
+                session.id,
+                session.outbox(),
+                &request.filter,
+                request.qos,
+                reading.clone(),
+            );
             if let SubscribeReturnCode::Granted(granted) = code {
                 // [MQTT-3.8.4-3] a repeated filter replaces the subscription, and its
                 // retained messages are sent again.
                 retained.push(ToWriter::SendRetained {
                     filter: request.filter.clone(),
                     granted,
+                    reading,
                 });
                 session.subscribed(request.filter);
             }
@@ -217,6 +256,23 @@ impl Handler {
             return_codes,
         })));
         out.extend(retained);
+    }
+
+    /// What the `acl_file` lets this client receive through `filter`. A filter through which
+    /// nothing could ever be read is refused with 0x80 at once ([MQTT-3.9.3-2] lists
+    /// failure among the return codes), where Mosquitto grants it and delivers nothing.
+    fn access(&self, filter: &str) -> SubscriptionAccess {
+        let Some(rules) = &self.acl else {
+            return SubscriptionAccess::Granted;
+        };
+        let access = rules.subscription(filter);
+        if access == SubscriptionAccess::Refused {
+            log::debug!(
+                "client {:?}: SUBSCRIBE {filter:?} refused: the acl_file lets it read nothing there",
+                self.session.client_id
+            );
+        }
+        access
     }
 
     /// [MQTT-3.10.4-6] each filter removed on its own, one UNSUBACK for all, sent even when
@@ -237,6 +293,18 @@ impl Handler {
     pub(crate) fn publish_will(&mut self, broker: &Broker) {
         // With Will Flag 0 there is no Will, so nothing is published ([MQTT-3.1.2-12]).
         if let Some(will) = self.will.take() {
+            if self
+                .acl
+                .as_ref()
+                .is_some_and(|rules| !rules.may_write(&will.topic))
+            {
+                log::info!(
+                    "client {:?}: its Will to {:?} is not published: the acl_file does not let it write there",
+                    self.session.client_id,
+                    will.topic
+                );
+                return;
+            }
             log::info!(
                 "client {:?}: publishing its Will to {:?}",
                 self.session.client_id,
@@ -429,7 +497,9 @@ mod tests {
         let requested: Vec<(&str, QoS)> = out[1..]
             .iter()
             .map(|r| match r {
-                ToWriter::SendRetained { filter, granted } => (filter.as_str(), *granted),
+                ToWriter::SendRetained {
+                    filter, granted, ..
+                } => (filter.as_str(), *granted),
                 other => panic!("expected retained requests, got {other:?}"),
             })
             .collect();

@@ -30,6 +30,9 @@ mod close;
 mod connect;
 mod handler;
 
+use std::sync::Arc;
+
+use crate::acl::ClientAcl;
 use crate::codec::{Packet, QoS};
 use crate::session::ClientAck;
 
@@ -49,7 +52,14 @@ pub(crate) enum ToWriter {
     /// a retained message read any earlier could be older than a live RETAIN=1 message on
     /// the same topic that the writer sends first, and the client would end up with stale
     /// state.
-    SendRetained { filter: String, granted: QoS },
+    ///
+    /// `reading` carries the client's access rules when the filter is only partly readable
+    /// for it: each retained message is checked before it is sent.
+    SendRetained {
+        filter: String,
+        granted: QoS,
+        reading: Option<Arc<ClientAcl>>,
+    },
     /// The client acknowledged one of our messages.
     Ack(ClientAck),
 }
