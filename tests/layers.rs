@@ -29,8 +29,9 @@ use source_text::code_only;
 /// `lib.rs` and `main.rs` sit above all of them and may reference anything.
 const LAYERS: &[&[&str]] = &[
     // 0: leaves. Topic names and the trie, the settings, the byte stream under a
-    //    connection, test-only fault injection, password files (the hashing inside them
-    //    is the optional `auth` feature's). They know no other module of the crate.
+    //    connection, test-only fault injection, password files (and `mqttd passwd`, which
+    //    writes them; the hashing inside is the optional `auth` feature's). They know no
+    //    other module of the crate.
     &["topic", "config", "socket", "fault", "passwords"],
     // 1: bytes to packets and back. May know topic names (to validate them).
     &["codec"],

@@ -1,7 +1,9 @@
-//! What stands in for `hash.rs` in a build without the `auth` feature
+//! What stands in for `hash.rs` and `passwd.rs` in a build without the `auth` feature
 //! (`cargo build --no-default-features`): the same names, so `mod.rs` reads the same either
 //! way, but nothing can be hashed. Without a hash function no stored hash can exist, and
 //! the type says so: an enum with no variants has no values.
+
+use std::process::ExitCode;
 
 use super::FEATURE_NEEDED;
 
@@ -20,4 +22,10 @@ impl StoredHash {
     pub(crate) fn verify(&self, _password: &[u8]) -> bool {
         match *self {}
     }
+}
+
+/// `mqttd passwd` without the `auth` feature: says what is missing and fails.
+pub fn run(_args: &[String]) -> ExitCode {
+    eprintln!("mqttd passwd: {FEATURE_NEEDED}");
+    ExitCode::FAILURE
 }

@@ -25,6 +25,8 @@ use subtle::ConstantTimeEq;
 const SALT_LEN: usize = 12;
 /// Length of a hash in bytes: SHA-512's output, and what PBKDF2 is asked for.
 const HASH_LEN: usize = 64;
+/// PBKDF2 rounds for a new password: `mosquitto_passwd`'s default in Mosquitto 2.0.
+const DEFAULT_ITERATIONS: u32 = 101;
 
 /// A password as the file stores it: how to hash, the salt, and the expected hash.
 #[derive(Clone, PartialEq, Eq)]
@@ -61,6 +63,18 @@ impl StoredHash {
             salt: decode::<SALT_LEN>("salt", salt)?,
             hash: decode::<HASH_LEN>("hash", hash)?,
         })
+    }
+
+    /// A `$7$` hash of `password` with a fresh random salt and 101 iterations, as
+    /// `mosquitto_passwd` makes by default. Fails only if the system has no randomness.
+    pub(crate) fn new(password: &[u8]) -> Result<StoredHash, getrandom::Error> {
+        let mut salt = [0; SALT_LEN];
+        getrandom::fill(&mut salt)?;
+        let method = Method::Pbkdf2Sha512 {
+            iterations: DEFAULT_ITERATIONS,
+        };
+        let hash = method.hash(password, &salt);
+        Ok(StoredHash { method, salt, hash })
     }
 
     /// Whether `password` hashes, with this salt and method, to the stored hash.
@@ -160,6 +174,17 @@ mod tests {
         for text in [ALICE, CAROL] {
             assert_eq!(StoredHash::parse(text).unwrap().to_string(), text);
         }
+    }
+
+    #[test]
+    fn a_new_hash_is_7_101_with_a_fresh_salt() {
+        let first = StoredHash::new(b"secret").unwrap();
+        let second = StoredHash::new(b"secret").unwrap();
+        assert_ne!(first.salt, second.salt);
+        assert!(first.to_string().starts_with("$7$101$"));
+        let reread = StoredHash::parse(&first.to_string()).unwrap();
+        assert!(reread.verify(b"secret"));
+        assert!(!reread.verify(b"secreT"));
     }
 
     #[test]

@@ -28,7 +28,8 @@
 //! The hashing needs crates beyond mqttd's core four, so it sits behind the `auth` cargo
 //! feature (on by default) in `hash.rs`, and this file never names a cryptographic type.
 //! Built with `--no-default-features`, `disabled.rs` stands in for it: no hash can exist,
-//! and [`PasswordFile::load`] says which feature is missing.
+//! and [`PasswordFile::load`] says which feature is missing. The subcommand
+//! `mqttd passwd` ([`run`], in `passwd.rs`) writes these files.
 //!
 //! This module uses nothing else of the crate (it is a leaf in `tests/layers.rs`): the
 //! broker asks [`PasswordFile::check`] and reads the answer, nothing more.
@@ -42,11 +43,18 @@ use std::path::{Path, PathBuf};
 mod disabled;
 #[cfg(feature = "auth")]
 mod hash;
+#[cfg(feature = "auth")]
+mod passwd;
 
 #[cfg(not(feature = "auth"))]
 use disabled::StoredHash;
 #[cfg(feature = "auth")]
 use hash::StoredHash;
+
+#[cfg(not(feature = "auth"))]
+pub use disabled::run;
+#[cfg(feature = "auth")]
+pub use passwd::run;
 
 /// What a build without the `auth` feature says when asked for a password file.
 const FEATURE_NEEDED: &str = "password files need mqttd built with the `auth` feature \
