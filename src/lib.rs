@@ -22,6 +22,7 @@
 //! | 0     | [`topic`]       | topic names, filters, wildcards, the trie and the topic map | §4.7        | 03, 07 |
 //! | 0     | [`config`]      | the settings, their defaults and their limits      |                 | 00 |
 //! | 0     | `socket`        | one TCP socket shared by a connection's threads    |                 | 00 |
+//! | 0     | [`passwords`]   | password files as `mosquitto_passwd` writes them, and `mqttd passwd` (hashing behind the `auth` feature) | §3.1.3.4, §3.1.3.5 | |
 //!
 //! The modules without a link are internal (`pub(crate)`): an embedder needs only
 //! [`Server`], [`Config`], the counters on [`broker::Broker`], and the codec and topic
@@ -51,6 +52,7 @@ mod connection;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod mailbox;
+pub mod passwords;
 mod protocol;
 pub mod server;
 mod session;

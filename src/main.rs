@@ -13,6 +13,7 @@ const USAGE: &str = "\
 mqttd — an MQTT 3.1.1 broker to read alongside the specification
 
 Usage: mqttd [-c FILE] [--bind ADDR] [-p|--port N] [-v|--verbose] [limits]
+       mqttd passwd [-c | -D] [-b] passwordfile username [password]   (see mqttd passwd -h)
 
 Options:
   -c, --config FILE        read a Mosquitto configuration file (see mqttd.conf); the
@@ -164,7 +165,13 @@ fn init_logging(verbose: bool) {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `mqttd passwd …` is another command sharing the binary, like `mosquitto_passwd` next
+    // to `mosquitto`: it edits a password file and exits, and starts no broker.
+    if args.first().is_some_and(|first| first == "passwd") {
+        return mqttd::passwords::run(&args[1..]);
+    }
+    let args = match parse_args(args.into_iter()) {
         Ok(Some(args)) => args,
         Ok(None) => {
             println!("{USAGE}");

@@ -27,6 +27,7 @@ use crate::acl::Acl;
 use crate::broker::{Broker, SysTree};
 use crate::config::Config;
 use crate::connection::{self, ListenerSlot};
+use crate::passwords::PasswordFile;
 
 /// A running broker: its listening addresses, its shared state and its acceptor threads
 /// (one per listener). Dropping it stops the broker.
@@ -151,6 +152,15 @@ pub(crate) fn load_security_files(broker: &Broker) -> io::Result<()> {
         None => None,
     };
     broker.set_acl(acl);
+    let passwords = match &broker.config.password_file {
+        Some(path) => {
+            let passwords = PasswordFile::load(path).map_err(|e| invalid(e.to_string()))?;
+            log::info!("{} user(s) read from {}", passwords.len(), path.display());
+            Some(passwords)
+        }
+        None => None,
+    };
+    broker.set_passwords(passwords);
     Ok(())
 }
 

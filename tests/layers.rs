@@ -29,8 +29,10 @@ use source_text::code_only;
 /// `lib.rs` and `main.rs` sit above all of them and may reference anything.
 const LAYERS: &[&[&str]] = &[
     // 0: leaves. Topic names and the trie, the settings, the byte stream under a
-    //    connection, test-only fault injection. They know no other module of the crate.
-    &["topic", "config", "socket", "fault"],
+    //    connection, test-only fault injection, password files (and `mqttd passwd`, which
+    //    writes them; the hashing inside is the optional `auth` feature's). They know no
+    //    other module of the crate.
+    &["topic", "config", "socket", "fault", "passwords"],
     // 1: bytes to packets and back, and the access rules of an acl_file. Both may know
     //    topic names and filters (to validate and match them), nothing else.
     &["codec", "acl"],

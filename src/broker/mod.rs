@@ -45,6 +45,7 @@ use crate::acl::{Acl, ClientAcl, Who};
 use crate::codec::{QoS, SubscribeReturnCode};
 use crate::config::Config;
 use crate::mailbox::{Message, Outbox};
+use crate::passwords::{Check, PasswordFile};
 use crate::session::SessionId;
 use crate::socket::Socket;
 use crate::topic::{self, SubscriptionTrie};
@@ -111,6 +112,8 @@ pub struct Broker {
     /// The rules of `acl_file`, if there is one. Read when the server starts; each client's
     /// share is resolved once, when it connects ([`Broker::client_acl`]).
     acl: Mutex<Option<Arc<Acl>>>,
+    /// The users of `password_file`, if there is one. Read when the server starts.
+    passwords: Mutex<Option<Arc<PasswordFile>>>,
     /// Numbers the connections ([`ConnectionId`]).
     connection_ids: Sequence,
     /// Set once by [`Broker::stop`]; read by the acceptor before each new connection.
@@ -131,6 +134,7 @@ impl Broker {
             retained: Mutex::new(RetainedMessages::new()),
             connections: Mutex::new(HashMap::new()),
             acl: Mutex::new(None),
+            passwords: Mutex::new(None),
             connection_ids: Sequence::new(),
             stopping: AtomicBool::new(false),
             stats: stats::Stats::default(),
@@ -151,6 +155,22 @@ impl Broker {
     /// Puts the rules of an `acl_file` in place for the clients that connect from now on.
     pub(crate) fn set_acl(&self, acl: Option<Acl>) {
         *self.acl.lock() = acl.map(Arc::new);
+    }
+
+    /// Puts the users of a `password_file` in place for the clients that connect from now on.
+    pub(crate) fn set_passwords(&self, passwords: Option<PasswordFile>) {
+        *self.passwords.lock() = passwords.map(Arc::new);
+    }
+
+    /// Checks a user name and password against the `password_file`. The hashing runs with
+    /// the lock released: it takes a while, on purpose, and must not hold up other
+    /// connections. Without a file nobody is known.
+    pub(crate) fn check_password(&self, username: &str, password: &[u8]) -> Check {
+        let passwords = self.passwords.lock().clone();
+        match passwords {
+            Some(file) => file.check(username, password),
+            None => Check::UnknownUser,
+        }
     }
 
     /// One client's access rules (`None`: no `acl_file`, everything is allowed).

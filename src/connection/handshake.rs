@@ -28,8 +28,8 @@ use crate::codec::{
     read_frame_of, Connack, Connect, ConnectReturnCode, Frame, FrameError, Packet, PacketType,
 };
 use crate::protocol::{
-    assign_client_id, check_keep_alive, is_timeout, keep_alive_timeout, open_session, reaction_to,
-    CloseReason, Handler, Opened, Refusal,
+    assign_client_id, authenticate, check_keep_alive, is_timeout, keep_alive_timeout, open_session,
+    reaction_to, CloseReason, Handler, Opened, Refusal,
 };
 use crate::session::WriterSide;
 use crate::socket::Socket;
@@ -92,6 +92,7 @@ fn accept(
     let mut input = Input::new(socket.clone());
     let connect = read_connect(&mut input, socket, broker, peer)?;
     check_keep_alive(&connect, broker)?;
+    authenticate(&connect, broker, peer)?;
     let client_id = assign_client_id(&connect, broker)?;
     // [MQTT-3.1.2-24] from now on, the read timeout is the keepalive timer.
     socket

@@ -1,0 +1,230 @@
+//! Users and access rules, as Mosquitto 2.0 applies them: `allow_anonymous`,
+//! `password_file` (files made by the real `mosquitto_passwd`, in tests/data/) and
+//! `acl_file`, checked over TCP with raw packets.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use mqttd::Config;
+
+/// CONNACK 0x05, "not authorized".
+const CONNACK_NOT_AUTHORIZED: [u8; 4] = [0x20, 0x02, 0x00, 0x05];
+
+/// A 3.1.1 CONNECT with Clean Session 1, a user name and, if given, a password.
+fn connect_as(client_id: &str, username: &str, password: Option<&str>) -> Vec<u8> {
+    let flags = 0x02 | 0x80 | if password.is_some() { 0x40 } else { 0 };
+    let mut body = string(b"MQTT");
+    body.push(4);
+    body.push(flags);
+    body.extend(0u16.to_be_bytes());
+    body.extend(string(client_id.as_bytes()));
+    body.extend(string(username.as_bytes()));
+    if let Some(password) = password {
+        body.extend(string(password.as_bytes()));
+    }
+    packet(0x10, &body)
+}
+
+/// Connects as `username` and checks the CONNACK accepts.
+fn connected_as(addr: std::net::SocketAddr, client_id: &str, username: &str) -> Raw {
+    let mut raw = Raw::tcp(addr);
+    raw.send(&connect_as(client_id, username, Some("")));
+    assert_eq!(raw.recv(), CONNACK_ACCEPTED, "{client_id} as {username}");
+    raw
+}
+
+/// Writes an acl_file of this test's own.
+fn acl_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("mqttd-acl-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).expect("write the acl_file");
+    path
+}
+
+#[test]
+fn without_a_password_file_allow_anonymous_false_refuses_everyone_with_0x05() {
+    let broker = start_broker_with(Config {
+        allow_anonymous: false,
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut anonymous = Raw::tcp(addr);
+    anonymous.send(&connect("nobody", 0));
+    assert_eq!(anonymous.closed(), CONNACK_NOT_AUTHORIZED);
+    let mut named = Raw::tcp(addr);
+    named.send(&connect_as("named", "alice", Some("wonderland")));
+    assert_eq!(named.closed(), CONNACK_NOT_AUTHORIZED);
+}
+
+#[cfg(feature = "auth")]
+#[test]
+fn a_password_file_made_by_mosquitto_passwd_decides_who_connects() {
+    let broker = start_broker_with(Config {
+        allow_anonymous: false,
+        password_file: Some("tests/data/pbkdf2.txt".into()),
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut alice = Raw::tcp(addr);
+    alice.send(&connect_as("a", "alice", Some("wonderland")));
+    assert_eq!(alice.recv(), CONNACK_ACCEPTED);
+    for (user, password) in [
+        ("alice", Some("rabbit hole")),
+        ("mallory", Some("wonderland")),
+        ("bob", None),
+    ] {
+        let mut raw = Raw::tcp(addr);
+        raw.send(&connect_as("x", user, password));
+        assert_eq!(raw.closed(), CONNACK_NOT_AUTHORIZED, "{user}");
+    }
+    let mut anonymous = Raw::tcp(addr);
+    anonymous.send(&connect("anon", 0));
+    assert_eq!(anonymous.closed(), CONNACK_NOT_AUTHORIZED);
+    assert_still_serving_as(&mut alice);
+}
+
+/// The connection of `raw` still works: PINGREQ is answered.
+fn assert_still_serving_as(raw: &mut Raw) {
+    raw.send(&PINGREQ);
+    assert_eq!(raw.recv(), PINGRESP);
+}
+
+#[cfg(feature = "auth")]
+#[test]
+fn with_a_password_file_anonymous_clients_follow_allow_anonymous() {
+    let broker = start_broker_with(Config {
+        allow_anonymous: true,
+        password_file: Some("tests/data/sha512.txt".into()),
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut anonymous = Raw::tcp(addr);
+    anonymous.send(&connect("anon", 0));
+    assert_eq!(anonymous.recv(), CONNACK_ACCEPTED);
+    let mut carol = Raw::tcp(addr);
+    carol.send(&connect_as("c", "carol", Some("h@rd to guess")));
+    assert_eq!(
+        carol.recv(),
+        CONNACK_ACCEPTED,
+        "a $6$ line from Mosquitto 1.6"
+    );
+}
+
+#[cfg(not(feature = "auth"))]
+#[test]
+fn without_the_auth_feature_a_password_file_stops_the_start_naming_the_feature() {
+    let error = mqttd::Server::start(Config {
+        password_file: Some("tests/data/pbkdf2.txt".into()),
+        ..Config::listening_on("127.0.0.1:0".parse().unwrap())
+    })
+    .expect_err("refused");
+    assert!(error.to_string().contains("`auth` feature"), "{error}");
+}
+
+#[test]
+fn the_acl_file_decides_who_reads_and_writes_what() {
+    let acl = acl_file(
+        "rw",
+        "topic read public/#\nuser alice\ntopic readwrite public/#\ntopic read private/alice/#\n\
+         topic deny public/secret\npattern write private/%u/#\n",
+    );
+    let broker = start_broker_with(Config {
+        acl_file: Some(acl.clone()),
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut alice = connected_as(addr, "alice-1", "alice");
+    alice.send(&subscribe(
+        1,
+        &[("public/#", 0), ("private/alice/#", 0), ("other/#", 0)],
+    ));
+    // public/# is granted but filtered (public/secret is denied); other/# is readable by
+    // nothing: refused at once with 0x80.
+    assert_eq!(alice.recv(), [0x90, 0x05, 0x00, 0x01, 0x00, 0x00, 0x80]);
+    let mut anonymous = Raw::connected(addr, "anon");
+    // Anonymous clients may only read public/#: their PUBLISH is acknowledged and dropped.
+    anonymous.send(&publish("public/news", b"forged", 1, false, 4));
+    assert_eq!(anonymous.recv(), puback(4));
+    alice.send(&publish("public/secret", b"hidden", 0, false, 0));
+    alice.send(&publish("private/alice/diary", b"mine", 0, false, 0));
+    alice.send(&publish("public/news", b"real", 0, false, 0));
+    assert_eq!(
+        alice.recv_publish().payload,
+        b"mine",
+        "pattern %u lets alice write her own"
+    );
+    assert_eq!(
+        alice.recv_publish().payload,
+        b"real",
+        "the denied and the forged never came"
+    );
+    let _ = std::fs::remove_file(acl);
+}
+
+#[test]
+fn retained_messages_and_wills_obey_the_acl_file() {
+    let acl = acl_file(
+        "retain",
+        "topic write status/#\nuser watcher\ntopic read #\nuser writer\ntopic readwrite #\n\
+         user partial\ntopic read status/#\n",
+    );
+    let broker = start_broker_with(Config {
+        acl_file: Some(acl.clone()),
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut writer = connected_as(addr, "writer", "writer");
+    retain_both(&mut writer);
+    // A subscription only partly readable gets only the readable retained message.
+    let mut partial = connected_as(addr, "partial", "partial");
+    partial.send(&subscribe(1, &[("#", 0)]));
+    assert_eq!(partial.recv(), [0x90, 0x03, 0x00, 0x01, 0x00]);
+    assert_eq!(partial.recv_publish().topic, "status/r");
+    assert_still_serving_as(&mut partial);
+    // An anonymous client may write status/# only: its Will elsewhere is not published.
+    let mut watcher = connected_as(addr, "watcher", "watcher");
+    watcher.send(&subscribe(1, &[("hidden/will", 0), ("status/last", 0)]));
+    assert_eq!(watcher.recv()[0], 0x90);
+    let mut mortal = Raw::tcp(addr);
+    mortal.send(&connect_with_will(
+        "mortal",
+        0,
+        "hidden/will",
+        b"gone",
+        0,
+        false,
+    ));
+    assert_eq!(mortal.recv(), CONNACK_ACCEPTED);
+    drop(mortal);
+    // Connecting again with its id waits until the old connection's teardown, Will and
+    // all, is over.
+    let _again = Raw::connected(addr, "mortal");
+    let mut last = Raw::tcp(addr);
+    last.send(&connect_with_will(
+        "last",
+        0,
+        "status/last",
+        b"gone",
+        0,
+        false,
+    ));
+    assert_eq!(last.recv(), CONNACK_ACCEPTED);
+    drop(last);
+    assert_eq!(
+        watcher.recv_publish().topic,
+        "status/last",
+        "the allowed Will only"
+    );
+    let _ = std::fs::remove_file(acl);
+}
+
+/// Retains a message on `hidden/r` and one on `status/r`.
+fn retain_both(writer: &mut Raw) {
+    for (id, topic) in [(3, "hidden/r"), (4, "status/r")] {
+        let mut retained = publish(topic, b"kept", 1, false, id);
+        retained[0] |= 0x01;
+        writer.send(&retained);
+        assert_eq!(writer.recv(), puback(id));
+    }
+}
