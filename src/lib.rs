@@ -60,4 +60,4 @@ mod socket;
 pub mod topic;
 
 pub use config::Config;
-pub use server::Server;
+pub use server::{Reloader, Server};

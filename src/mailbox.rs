@@ -136,6 +136,7 @@ impl Outbox {
         (Arc::new(outbox), receiver)
     }
 
+    #[cfg(test)]
     pub fn client_id(&self) -> &Arc<str> {
         &self.client_id
     }

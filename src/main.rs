@@ -193,8 +193,10 @@ fn main() -> ExitCode {
     let config = args.config;
     // Ctrl-C and SIGTERM keep their default action, ending the process at once: the broker
     // keeps nothing on disk, so there is nothing to save, and it stops immediately.
+    let caught = sighup::catch();
     match Server::start(config.clone()) {
         Ok(server) => {
+            sighup::reload_on(caught, server.reloader());
             server.wait();
             ExitCode::SUCCESS
         }
@@ -203,6 +205,61 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// SIGHUP re-reads the password and ACL files, as it does for Mosquitto; connections stay
+/// up (the `signals` feature). The handler is set before the broker starts listening, so
+/// that a SIGHUP sent as soon as the listener is up waits for the `signals` thread instead
+/// of ending the process.
+#[cfg(feature = "signals")]
+mod sighup {
+    use mqttd::Reloader;
+    use signal_hook::consts::SIGHUP;
+    use signal_hook::iterator::Signals;
+
+    /// SIGHUPs caught from now on, waiting for [`reload_on`].
+    pub struct Caught(Option<Signals>);
+
+    pub fn catch() -> Caught {
+        match Signals::new([SIGHUP]) {
+            Ok(signals) => Caught(Some(signals)),
+            Err(e) => {
+                log::warn!("cannot catch SIGHUP ({e}): the files cannot be reloaded");
+                Caught(None)
+            }
+        }
+    }
+
+    /// Starts the `signals` thread: each SIGHUP reloads the files.
+    pub fn reload_on(caught: Caught, reloader: Reloader) {
+        let Some(mut signals) = caught.0 else {
+            return;
+        };
+        let started = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    log::info!("SIGHUP: reloading password_file and acl_file");
+                    // A failed reload keeps the old files and logs why.
+                    let _ = reloader.reload();
+                }
+            });
+        if let Err(e) = started {
+            log::warn!("cannot start the signals thread ({e}): the files cannot be reloaded");
+        }
+    }
+}
+
+/// Without the `signals` feature SIGHUP keeps its default action: the broker ends.
+#[cfg(not(feature = "signals"))]
+mod sighup {
+    pub struct Caught;
+
+    pub fn catch() -> Caught {
+        Caught
+    }
+
+    pub fn reload_on(_caught: Caught, _reloader: mqttd::Reloader) {}
 }
 
 #[cfg(test)]

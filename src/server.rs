@@ -95,6 +95,11 @@ impl Server {
         &self.broker
     }
 
+    /// A handle that re-reads the security files, usable from another thread.
+    pub fn reloader(&self) -> Reloader {
+        Reloader(Arc::clone(&self.broker))
+    }
+
     /// Blocks until the server is stopped (by another thread calling `stop` via the broker).
     pub fn wait(mut self) {
         for acceptor in self.acceptors.drain(..) {
@@ -135,12 +140,19 @@ impl Drop for Server {
     }
 }
 
-/// Reads the `acl_file` (and the `password_file`) the configuration names, and puts them in
-/// place for the clients that connect from now on. A file that cannot be read or parsed is
-/// an `InvalidInput` error naming it, and line; valid but doubtful lines are logged.
-pub(crate) fn load_security_files(broker: &Broker) -> io::Result<()> {
+/// What the security files of the configuration hold: the `acl_file`'s rules and the
+/// `password_file`'s users (`None` where the configuration names no file).
+struct SecurityFiles {
+    acl: Option<Acl>,
+    passwords: Option<PasswordFile>,
+}
+
+/// Reads the `acl_file` and the `password_file` the configuration names. A file that
+/// cannot be read or parsed is an `InvalidInput` error naming it (and the line); valid but
+/// doubtful lines are logged.
+fn read_security_files(config: &Config) -> io::Result<SecurityFiles> {
     let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
-    let acl = match &broker.config.acl_file {
+    let acl = match &config.acl_file {
         Some(path) => {
             let acl = Acl::load(path).map_err(|e| invalid(e.to_string()))?;
             for warning in acl.warnings() {
@@ -151,8 +163,7 @@ pub(crate) fn load_security_files(broker: &Broker) -> io::Result<()> {
         }
         None => None,
     };
-    broker.set_acl(acl);
-    let passwords = match &broker.config.password_file {
+    let passwords = match &config.password_file {
         Some(path) => {
             let passwords = PasswordFile::load(path).map_err(|e| invalid(e.to_string()))?;
             log::info!("{} user(s) read from {}", passwords.len(), path.display());
@@ -160,8 +171,38 @@ pub(crate) fn load_security_files(broker: &Broker) -> io::Result<()> {
         }
         None => None,
     };
-    broker.set_passwords(passwords);
+    Ok(SecurityFiles { acl, passwords })
+}
+
+/// Reads the security files and puts them in place: both, or (on any error) neither.
+fn load_security_files(broker: &Broker) -> io::Result<()> {
+    let files = read_security_files(&broker.config)?;
+    broker.set_passwords(files.passwords);
+    broker.set_acl(files.acl);
     Ok(())
+}
+
+/// A handle to re-read a running broker's `password_file` and `acl_file` (what SIGHUP does
+/// in `main`, as in Mosquitto). Connections stay up: the new users apply to the next
+/// CONNECT, the new rules to every subscription at once and to each client's next packet.
+#[derive(Debug, Clone)]
+pub struct Reloader(Arc<Broker>);
+
+impl Reloader {
+    /// Re-reads the files. If one cannot be used, the old ones stay in place and the error
+    /// (naming the file and line) is logged and returned.
+    pub fn reload(&self) -> io::Result<()> {
+        match load_security_files(&self.0) {
+            Ok(()) => {
+                log::info!("password_file and acl_file reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("reload failed, keeping the files read before: {e}");
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Starts the `sys` thread, which publishes the `$SYS/broker/…` tree at once and then every

@@ -67,9 +67,12 @@ impl Drop for Broker {
     }
 }
 
-/// Starts `mqttd -c FILE` and waits for `count` "listening on" lines; returns the process
-/// and the addresses it printed.
-fn start_with_file(path: &PathBuf, count: usize) -> (Broker, Vec<SocketAddr>) {
+/// Starts `mqttd -c FILE` and waits for `count` "listening on" lines; returns the process,
+/// the addresses it printed and the lines it logs from then on.
+fn start_with_file(
+    path: &PathBuf,
+    count: usize,
+) -> (Broker, Vec<SocketAddr>, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mqttd"))
         .arg("-c")
         .arg(path)
@@ -95,7 +98,7 @@ fn start_with_file(path: &PathBuf, count: usize) -> (Broker, Vec<SocketAddr>) {
             addrs.push(addr.trim().parse().expect("an address"));
         }
     }
-    (broker, addrs)
+    (broker, addrs, received)
 }
 
 #[test]
@@ -104,7 +107,7 @@ fn each_listener_of_the_file_serves_the_same_broker() {
         "listeners",
         "listener 0 127.0.0.1\nlistener 0 127.0.0.1\nallow_anonymous true\nlog_dest stdout\n",
     );
-    let (_broker, addrs) = start_with_file(&path, 2);
+    let (_broker, addrs, _log) = start_with_file(&path, 2);
     let mut sub = Raw::subscribed(addrs[0], "on-first", &["across"]);
     let mut publisher = Raw::connected(addrs[1], "on-second");
     publisher.send(&publish("across", b"hello", 0, false, 0));
@@ -125,4 +128,35 @@ fn the_example_mqttd_conf_is_valid() {
             max_connections: Some(1000),
         }]
     );
+}
+
+/// SIGHUP re-reads the password and ACL files, and the broker goes on serving.
+#[cfg(all(unix, feature = "signals"))]
+#[test]
+fn sighup_reloads_the_security_files() {
+    let acl = std::env::temp_dir().join(format!("mqttd-test-{}-hup.acl", std::process::id()));
+    std::fs::write(&acl, "topic readwrite #\n").unwrap();
+    let path = conf_file(
+        "hup",
+        &format!(
+            "listener 0 127.0.0.1\nallow_anonymous true\nacl_file {}\n",
+            acl.display()
+        ),
+    );
+    let (broker, addrs, log) = start_with_file(&path, 1);
+    let status = Command::new("kill")
+        .arg("-HUP")
+        .arg(broker.0.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    loop {
+        let line = log.recv_timeout(PATIENCE).expect("mqttd logs the reload");
+        if line.contains("password_file and acl_file reloaded") {
+            break;
+        }
+    }
+    assert_still_serving(addrs[0]);
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(acl);
 }

@@ -228,3 +228,85 @@ fn retain_both(writer: &mut Raw) {
         assert_eq!(writer.recv(), puback(id));
     }
 }
+
+/// A reload (what SIGHUP does) puts new rules in place without dropping anyone: an
+/// existing subscription reads what the new rules allow, an existing client writes what
+/// they allow. A file that does not parse keeps the old rules.
+#[test]
+fn a_reload_applies_new_rules_to_connected_clients_and_keeps_the_old_on_error() {
+    let acl = acl_file("reload", "topic read news/public/#\ntopic write news/#\n");
+    let broker = start_broker_with(Config {
+        acl_file: Some(acl.clone()),
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut reader = Raw::connected(addr, "reader");
+    reader.send(&subscribe(1, &[("news/#", 0)]));
+    assert_eq!(
+        reader.recv(),
+        [0x90, 0x03, 0x00, 0x01, 0x00],
+        "granted, filtered"
+    );
+    let mut writer = Raw::connected(addr, "writer");
+    writer.send(&publish("news/private", b"hidden", 0, false, 0));
+    writer.send(&publish("news/public/a", b"seen", 0, false, 0));
+    assert_eq!(
+        reader.recv_publish().payload,
+        b"seen",
+        "news/private was filtered"
+    );
+    std::fs::write(&acl, "topic read news/#\ntopic write news/#\n").unwrap();
+    broker.reloader().reload().expect("the new file is valid");
+    writer.send(&publish("news/private", b"now readable", 0, false, 0));
+    assert_eq!(reader.recv_publish().payload, b"now readable");
+    std::fs::write(&acl, "topic read news/#\n").unwrap();
+    broker.reloader().reload().expect("valid too");
+    writer.send(&publish("news/private", b"no longer written", 0, false, 0));
+    writer.send(&PINGREQ);
+    assert_eq!(writer.recv(), PINGRESP);
+    std::fs::write(&acl, "topic sideways news/#\n").unwrap();
+    let error = broker.reloader().reload().expect_err("a bad file");
+    assert!(error.to_string().contains(":1:"), "{error}");
+    let mut other = Raw::connected(addr, "other");
+    other.send(&subscribe(1, &[("news/#", 0)]));
+    assert_eq!(
+        other.recv(),
+        [0x90, 0x03, 0x00, 0x01, 0x00],
+        "the read-only rules stayed"
+    );
+    reader.send(&PINGREQ);
+    assert_eq!(
+        reader.recv(),
+        PINGRESP,
+        "nothing was written after the second reload"
+    );
+    let _ = std::fs::remove_file(acl);
+}
+
+#[cfg(feature = "auth")]
+#[test]
+fn a_reload_reads_the_password_file_again() {
+    let path = acl_file(
+        "passwords",
+        &std::fs::read_to_string("tests/data/sha512.txt").unwrap(),
+    );
+    let broker = start_broker_with(Config {
+        allow_anonymous: false,
+        password_file: Some(path.clone()),
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut carol = Raw::tcp(addr);
+    carol.send(&connect_as("c1", "carol", Some("h@rd to guess")));
+    assert_eq!(carol.recv(), CONNACK_ACCEPTED);
+    std::fs::copy("tests/data/pbkdf2.txt", &path).unwrap();
+    broker.reloader().reload().expect("valid");
+    let mut again = Raw::tcp(addr);
+    again.send(&connect_as("c2", "carol", Some("h@rd to guess")));
+    assert_eq!(again.closed(), CONNACK_NOT_AUTHORIZED, "carol is gone");
+    let mut alice = Raw::tcp(addr);
+    alice.send(&connect_as("a", "alice", Some("wonderland")));
+    assert_eq!(alice.recv(), CONNACK_ACCEPTED);
+    assert_still_serving_as(&mut carol);
+    let _ = std::fs::remove_file(path);
+}

@@ -41,7 +41,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use crate::acl::{Acl, ClientAcl, Who};
+use crate::acl::{Acl, ClientAcl, SubscriptionAccess, Who};
 use crate::codec::{QoS, SubscribeReturnCode};
 use crate::config::Config;
 use crate::mailbox::{Message, Outbox};
@@ -52,6 +52,7 @@ use crate::topic::{self, SubscriptionTrie};
 
 pub use retained::RetainedMessages;
 pub(crate) use session_store::{Released, SessionStore, StoredSession};
+
 pub use stats::StatsSnapshot;
 pub(crate) use stats::Traffic;
 pub(crate) use sys_tree::SysTree;
@@ -75,6 +76,41 @@ pub(crate) struct Subscriber {
     /// (`SubscriptionAccess::GrantedFiltered`): each message is checked before it is
     /// queued. `None`: everything the filter matches may be delivered.
     pub reading: Option<Arc<ClientAcl>>,
+    /// Who subscribed, so that a reload of the `acl_file` can work out `reading` again.
+    pub owner: Arc<Identity>,
+}
+
+impl Subscriber {
+    /// A subscription at `qos` that may receive everything its filter matches, for an
+    /// anonymous client named after its Outbox (what the broker's unit tests subscribe).
+    #[cfg(test)]
+    pub(crate) fn new(outbox: &Arc<Outbox>, qos: QoS) -> Subscriber {
+        Subscriber {
+            qos,
+            outbox: Arc::clone(outbox),
+            reading: None,
+            owner: Arc::new(Identity {
+                client_id: Arc::clone(outbox.client_id()),
+                username: None,
+            }),
+        }
+    }
+}
+
+/// A client as the access rules see it: the identity its CONNECT gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub client_id: Arc<str>,
+    pub username: Option<Box<str>>,
+}
+
+impl Identity {
+    pub(crate) fn who(&self) -> Who<'_> {
+        Who {
+            client_id: &self.client_id,
+            username: self.username.as_deref(),
+        }
+    }
 }
 
 /// A source of numbers, each handed out once: 1, 2, 3, … Each kind of id has its own, so a
@@ -112,6 +148,8 @@ pub struct Broker {
     /// The rules of `acl_file`, if there is one. Read when the server starts; each client's
     /// share is resolved once, when it connects ([`Broker::client_acl`]).
     acl: Mutex<Option<Arc<Acl>>>,
+    /// Counts the times `acl` was replaced; see [`Broker::acl_generation`].
+    acl_generation: AtomicU64,
     /// The users of `password_file`, if there is one. Read when the server starts.
     passwords: Mutex<Option<Arc<PasswordFile>>>,
     /// Numbers the connections ([`ConnectionId`]).
@@ -134,6 +172,7 @@ impl Broker {
             retained: Mutex::new(RetainedMessages::new()),
             connections: Mutex::new(HashMap::new()),
             acl: Mutex::new(None),
+            acl_generation: AtomicU64::new(0),
             passwords: Mutex::new(None),
             connection_ids: Sequence::new(),
             stopping: AtomicBool::new(false),
@@ -152,9 +191,35 @@ impl Broker {
         self.connection_ids.next()
     }
 
-    /// Puts the rules of an `acl_file` in place for the clients that connect from now on.
+    /// Puts the rules of an `acl_file` in place: for the clients that connect from now on,
+    /// for every subscription at once (under the trie's lock, the one routing takes), and
+    /// for each connected client's next packet (its reader sees the new generation).
     pub(crate) fn set_acl(&self, acl: Option<Acl>) {
-        *self.acl.lock() = acl.map(Arc::new);
+        let acl = acl.map(Arc::new);
+        *self.acl.lock() = acl.clone();
+        self.acl_generation.fetch_add(1, Ordering::Release);
+        let mut resolved: HashMap<SessionId, Option<Arc<ClientAcl>>> = HashMap::new();
+        self.subscriptions
+            .lock()
+            .for_each_mut(|filter, session, subscriber| {
+                let rules = resolved.entry(*session).or_insert_with(|| {
+                    acl.as_ref()
+                        .map(|acl| Arc::new(acl.for_client(&subscriber.owner.who())))
+                });
+                subscriber.reading = match rules {
+                    // A filter refused now stays, reading nothing, until the client unsubscribes.
+                    Some(rules) if rules.subscription(filter) != SubscriptionAccess::Granted => {
+                        Some(Arc::clone(rules))
+                    }
+                    _ => None,
+                };
+            });
+    }
+
+    /// Changes each time `set_acl` puts new rules in place: a reader that remembers the
+    /// value it last saw knows when to ask for its client's rules again.
+    pub(crate) fn acl_generation(&self) -> u64 {
+        self.acl_generation.load(Ordering::Acquire)
     }
 
     /// Puts the users of a `password_file` in place for the clients that connect from now on.
@@ -204,29 +269,23 @@ impl Broker {
     pub(crate) fn subscribe(
         &self,
         session: SessionId,
-        outbox: &Arc<Outbox>,
         filter: &str,
-        requested: QoS,
-        reading: Option<Arc<ClientAcl>>,
+        subscriber: Subscriber,
     ) -> SubscribeReturnCode {
         if topic::level_count(filter) > MAX_FILTER_LEVELS {
             log::warn!(
                 "client {:?}: refusing filter deeper than {MAX_FILTER_LEVELS} levels",
-                outbox.client_id()
+                subscriber.owner.client_id
             );
             return SubscribeReturnCode::Failure;
         }
         // Every QoS is supported, so what was asked for is granted ([MQTT-3.8.4-6] would
         // allow less), and so are wildcards ([MQTT-3.8.3-2]).
-        let subscriber = Subscriber {
-            qos: requested,
-            outbox: Arc::clone(outbox),
-            reading,
-        };
+        let granted = subscriber.qos;
         self.subscriptions
             .lock()
             .insert(filter, session, subscriber);
-        SubscribeReturnCode::Granted(requested)
+        SubscribeReturnCode::Granted(granted)
     }
 
     /// Calls `visit` for every retained message whose topic `filter` matches

@@ -90,6 +90,7 @@ fn one_per_session(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::Subscriber;
     use crate::config::Config;
     use crossbeam_channel::Receiver;
 
@@ -120,9 +121,9 @@ mod tests {
     fn overlapping_subscriptions_deliver_once_mqtt_3_3_5_1() {
         let broker = Broker::new(Config::default());
         let (outbox, inbox) = connected_outbox("alice", 10);
-        broker.subscribe(1, &outbox, "a/b", QoS::AtMostOnce, None);
-        broker.subscribe(1, &outbox, "a/+", QoS::AtMostOnce, None);
-        broker.subscribe(1, &outbox, "#", QoS::AtMostOnce, None);
+        broker.subscribe(1, "a/b", Subscriber::new(&outbox, QoS::AtMostOnce));
+        broker.subscribe(1, "a/+", Subscriber::new(&outbox, QoS::AtMostOnce));
+        broker.subscribe(1, "#", Subscriber::new(&outbox, QoS::AtMostOnce));
         broker.publish_now(&message("a/b", QoS::AtMostOnce));
         assert_eq!(inbox.len(), 1);
     }
@@ -131,7 +132,7 @@ mod tests {
     fn routing_queues_without_waking_and_the_batch_rings_each_writer_once() {
         let broker = Broker::new(Config::default());
         let (outbox, inbox) = connected_outbox("s", 10);
-        broker.subscribe(1, &outbox, "t", QoS::AtMostOnce, None);
+        broker.subscribe(1, "t", Subscriber::new(&outbox, QoS::AtMostOnce));
         let mut doorbells = Doorbells::new();
         for _ in 0..3 {
             broker.publish(&message("t", QoS::AtMostOnce), &mut doorbells);
@@ -180,7 +181,7 @@ mod tests {
     fn a_full_queue_drops_and_counts_without_blocking() {
         let broker = Broker::new(Config::default());
         let (outbox, inbox) = connected_outbox("slow", 4);
-        broker.subscribe(1, &outbox, "t", QoS::AtLeastOnce, None);
+        broker.subscribe(1, "t", Subscriber::new(&outbox, QoS::AtLeastOnce));
         for _ in 0..7 {
             broker.publish_now(&message("t", QoS::AtLeastOnce));
         }
@@ -194,7 +195,7 @@ mod tests {
     fn qos0_is_dropped_first_leaving_room_for_qos1_and_2() {
         let broker = Broker::new(Config::default());
         let (outbox, inbox) = connected_outbox("slow", 4);
-        broker.subscribe(1, &outbox, "t", QoS::ExactlyOnce, None);
+        broker.subscribe(1, "t", Subscriber::new(&outbox, QoS::ExactlyOnce));
         // QoS 0 fills only half of the queue ...
         for _ in 0..5 {
             broker.publish_now(&message("t", QoS::AtMostOnce));
@@ -213,8 +214,8 @@ mod tests {
         let broker = Broker::new(Config::default());
         let (high, high_inbox) = connected_outbox("high", 10);
         let (low, low_inbox) = connected_outbox("low", 10);
-        broker.subscribe(1, &high, "t", QoS::ExactlyOnce, None);
-        broker.subscribe(2, &low, "t", QoS::AtMostOnce, None);
+        broker.subscribe(1, "t", Subscriber::new(&high, QoS::ExactlyOnce));
+        broker.subscribe(2, "t", Subscriber::new(&low, QoS::AtMostOnce));
         broker.publish_now(&message("t", QoS::AtLeastOnce));
         assert_eq!(high_inbox.try_recv().unwrap().qos, QoS::AtLeastOnce);
         assert_eq!(low_inbox.try_recv().unwrap().qos, QoS::AtMostOnce);
@@ -224,7 +225,7 @@ mod tests {
     fn an_offline_session_queues_qos1_and_2_but_not_qos0_mqtt_3_1_2_5() {
         let broker = Broker::new(Config::default());
         let (outbox, inbox) = Outbox::new("away".into(), 10);
-        broker.subscribe(1, &outbox, "t", QoS::ExactlyOnce, None);
+        broker.subscribe(1, "t", Subscriber::new(&outbox, QoS::ExactlyOnce));
         for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
             broker.publish_now(&message("t", qos));
         }
@@ -237,7 +238,7 @@ mod tests {
     fn retain_stores_and_forwards_with_retain_0_mqtt_3_3_1_9() {
         let broker = Broker::new(Config::default());
         let (outbox, inbox) = connected_outbox("s", 10);
-        broker.subscribe(1, &outbox, "t", QoS::AtMostOnce, None);
+        broker.subscribe(1, "t", Subscriber::new(&outbox, QoS::AtMostOnce));
         let mut retained = message("t", QoS::AtMostOnce);
         retained.retain = true;
         broker.publish_now(&retained);

@@ -167,6 +167,7 @@ impl SysTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::Subscriber;
     use crate::config::Config;
     use crate::mailbox::{Delivery, Outbox};
     use crate::session::SessionId;
@@ -176,7 +177,7 @@ mod tests {
     fn watch(broker: &Broker, session: SessionId, filter: &str) -> Receiver<Delivery> {
         let (outbox, inbox) = Outbox::new("watcher".into(), 1000);
         outbox.set_connected(true);
-        broker.subscribe(session, &outbox, filter, QoS::AtMostOnce, None);
+        broker.subscribe(session, filter, Subscriber::new(&outbox, QoS::AtMostOnce));
         inbox
     }
 

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::acl::Who;
 use crate::broker::{Broker, ConnectionId};
 use crate::codec::{Connect, ConnectReturnCode, DecodeError, ProtocolVersion};
 use crate::passwords::Check;
@@ -182,12 +181,7 @@ pub(crate) fn open_session(
     );
     // MQTT 3.1 has no Session Present flag: its CONNACK byte stays 0 even on resumption.
     opened.session_present &= connect.protocol == ProtocolVersion::V3_1_1;
-    let who = Who {
-        client_id: &opened.handler.session.client_id,
-        username: connect.username.as_deref(),
-    };
-    let rules = broker.client_acl(&who);
-    opened.handler.set_acl(rules);
+    opened.handler.identify(connect.username.as_deref(), broker);
     Ok(opened)
 }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::acl::{ClientAcl, SubscriptionAccess};
-use crate::broker::{Broker, StoredSession};
+use crate::broker::{Broker, Identity, StoredSession, Subscriber};
 use crate::codec::{
     Packet, PacketId, Publish, QoS, Suback, Subscribe, SubscribeReturnCode, Unsubscribe, Will,
 };
@@ -25,9 +25,13 @@ pub(crate) struct Handler {
     /// The Will of this connection ([MQTT-3.1.2-8]); removed by DISCONNECT. It belongs to
     /// the connection, not to the session: a resumed session does not bring an old one back.
     will: Option<Will>,
-    /// This client's share of the `acl_file` (`None`: no file, everything allowed). Like
-    /// the Will it belongs to the connection: it follows the user name of this CONNECT.
+    /// Who this connection is, for the access rules: the Client Identifier and the user
+    /// name of its CONNECT (the Will's way: it belongs to the connection, not the session).
+    identity: Arc<Identity>,
+    /// This client's share of the `acl_file` (`None`: no file, everything allowed), and the
+    /// broker's `acl_generation` it was resolved at: a reload makes them differ.
     acl: Option<Arc<ClientAcl>>,
+    acl_generation: u64,
 }
 
 /// A client ready to run: the reader's part, the writer's part, and whether its session
@@ -54,11 +58,7 @@ impl Handler {
                 session,
                 writer_side,
             }) if !clean_session => Opened {
-                handler: Handler {
-                    session,
-                    will,
-                    acl: None,
-                },
+                handler: Handler::new(session, will),
                 writer_side,
                 session_present: true,
             },
@@ -74,11 +74,7 @@ impl Handler {
                 let id = broker.sessions().new_session_id();
                 let (session, writer_side) = Session::new(id, client_id, clean_session, limits);
                 Opened {
-                    handler: Handler {
-                        session,
-                        will,
-                        acl: None,
-                    },
+                    handler: Handler::new(session, will),
                     writer_side,
                     // [MQTT-3.2.2-1] [MQTT-3.2.2-3] a new session is not present.
                     session_present: false,
@@ -87,9 +83,40 @@ impl Handler {
         }
     }
 
-    /// Gives the client the access rules of its CONNECT's identity.
-    pub(crate) fn set_acl(&mut self, acl: Option<Arc<ClientAcl>>) {
-        self.acl = acl;
+    /// A handler for an anonymous client, with no access rules until [`Handler::identify`].
+    fn new(session: Session, will: Option<Will>) -> Handler {
+        let identity = Arc::new(Identity {
+            client_id: Arc::clone(&session.client_id),
+            username: None,
+        });
+        Handler {
+            session,
+            will,
+            identity,
+            acl: None,
+            acl_generation: 0,
+        }
+    }
+
+    /// Records the user name of the CONNECT and gives the client the access rules of that
+    /// identity.
+    pub(crate) fn identify(&mut self, username: Option<&str>, broker: &Broker) {
+        self.identity = Arc::new(Identity {
+            client_id: Arc::clone(&self.session.client_id),
+            username: username.map(Box::from),
+        });
+        self.acl_generation = broker.acl_generation();
+        self.acl = broker.client_acl(&self.identity.who());
+    }
+
+    /// Asks for this client's rules again if the `acl_file` was reloaded since they were
+    /// resolved: one atomic load per packet otherwise.
+    fn follow_reload(&mut self, broker: &Broker) {
+        let generation = broker.acl_generation();
+        if generation != self.acl_generation {
+            self.acl_generation = generation;
+            self.acl = broker.client_acl(&self.identity.who());
+        }
     }
 
     /// Carries out one packet from the client: appends to `out` what the writer must do,
@@ -102,6 +129,7 @@ impl Handler {
         out: &mut Vec<ToWriter>,
         doorbells: &mut Doorbells,
     ) -> Result<(), CloseReason> {
+        self.follow_reload(broker);
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish, broker, out, doorbells),
             Packet::Pubrel(id) => out.push(ToWriter::Send(self.handle_pubrel(id))),
@@ -230,14 +258,14 @@ impl Handler {
                 SubscriptionAccess::Granted => None,
                 SubscriptionAccess::GrantedFiltered => self.acl.clone(),
             };
+            let subscriber = Subscriber {
+                qos: request.qos,
+                outbox: Arc::clone(self.session.outbox()),
+                reading: reading.clone(),
+                owner: Arc::clone(&self.identity),
+            };
             let session = &mut self.session;
-            let code = broker.subscribe(
-                session.id,
-                session.outbox(),
-                &request.filter,
-                request.qos,
-                reading.clone(),
-            );
+            let code = broker.subscribe(session.id, &request.filter, subscriber);
             if let SubscribeReturnCode::Granted(granted) = code {
                 // [MQTT-3.8.4-3] a repeated filter replaces the subscription, and its
                 // retained messages are sent again.

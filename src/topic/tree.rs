@@ -90,6 +90,23 @@ impl<T: Default> LevelTree<T> {
         Some(&mut node.value)
     }
 
+    /// Calls `visit` with every node's path (levels joined by `/`) and value, the root's
+    /// excepted. Depth first, with an explicit stack, like every walk here.
+    pub(crate) fn for_each_mut(&mut self, mut visit: impl FnMut(&str, &mut T)) {
+        let mut stack: Vec<(String, &mut Node<T>)> = self
+            .root
+            .children
+            .iter_mut()
+            .map(|(level, child)| (level.to_string(), child))
+            .collect();
+        while let Some((path, node)) = stack.pop() {
+            visit(&path, &mut node.value);
+            for (level, child) in node.children.iter_mut() {
+                stack.push((format!("{path}{SEPARATOR}{level}"), child));
+            }
+        }
+    }
+
     /// After something was taken out at `path`: cuts off the branch below the lowest node
     /// that still has another use (the root, a node whose value is not vacant, or a node
     /// with other children), so that emptied paths do not linger. Does nothing while the
@@ -179,6 +196,27 @@ mod tests {
         assert_eq!(a.children().count(), 0, "the emptied b branch is gone");
         assert_eq!(take(&mut tree, "a"), Some(0));
         assert_eq!(tree.root().children().count(), 0);
+    }
+
+    #[test]
+    fn every_path_is_visited_with_its_value() {
+        let mut tree = tree_with(&["a", "a//b", "c/+"]);
+        let mut seen = Vec::new();
+        tree.for_each_mut(|path, value| {
+            if let Some(n) = value.take() {
+                seen.push((path.to_owned(), n));
+            }
+        });
+        seen.sort();
+        assert_eq!(
+            seen,
+            [("a".into(), 0), ("a//b".into(), 1), ("c/+".into(), 2)]
+        );
+        assert_eq!(
+            tree.get_mut("a//b"),
+            Some(&mut None),
+            "visit could change the value"
+        );
     }
 
     #[test]

@@ -77,6 +77,16 @@ impl<K: Eq + Hash, V> SubscriptionTrie<K, V> {
         Some(removed)
     }
 
+    /// Calls `visit` for every subscription: its filter, its key, and its value to change
+    /// (a broker revising what its subscribers may receive, say).
+    pub fn for_each_mut(&mut self, mut visit: impl FnMut(&str, &K, &mut V)) {
+        self.tree.for_each_mut(|filter, subscribers| {
+            for (key, value) in subscribers.iter_mut() {
+                visit(filter, key, value);
+            }
+        });
+    }
+
     /// Calls `visit` for every (subscriber, value) whose filter matches the topic `name`.
     ///
     /// A subscriber with several matching filters is visited once per filter; the caller
