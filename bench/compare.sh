@@ -13,6 +13,9 @@
 #                                   also run that mqttd (say, the commit before a change) as
 #                                   mqttd-base, and print the ratio mqttd / mqttd-base too
 #   MQTTD=path LOADGEN=path bench/compare.sh   use these binaries instead of building them
+#   MQTTD_ARGS="-c bench/acl-100.conf" BASELINE=target/release/mqttd ONLY="pair8 fanout256" \
+#       bench/compare.sh               extra arguments for mqttd only (BASELINE_ARGS for
+#                                      mqttd-base): here, the cost of a 100-line acl_file
 #
 # Every run gets a fresh broker process on a free port in 18900-18999, started by this
 # script and stopped by the PID it recorded (and by the EXIT trap if anything goes wrong).
@@ -170,9 +173,11 @@ start_broker() {
     local name=$1 port=$2
     case $name in
     mqttd | mqttd-base)
-        local bin=$MQTTD
-        if [[ $name == mqttd-base ]]; then bin=$BASELINE; fi
-        RUST_LOG=warn "$bin" --port "$port" --max-connections 20000 --max-queued 1000 \
+        local bin=$MQTTD extra=${MQTTD_ARGS:-}
+        if [[ $name == mqttd-base ]]; then bin=$BASELINE extra=${BASELINE_ARGS:-}; fi
+        # $extra is split into words on purpose: it holds whole arguments.
+        # shellcheck disable=SC2086
+        RUST_LOG=warn "$bin" $extra --port "$port" --max-connections 20000 --max-queued 1000 \
             >"$WORK/broker.log" 2>&1 &
         ;;
     mosquitto)
