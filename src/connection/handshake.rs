@@ -92,7 +92,7 @@ fn accept(
     let mut input = Input::new(socket.clone());
     let connect = read_connect(&mut input, socket, broker, peer)?;
     check_keep_alive(&connect, broker)?;
-    authenticate(&connect, broker, peer)?;
+    authenticate(&connect, broker)?;
     let client_id = assign_client_id(&connect, broker)?;
     // [MQTT-3.1.2-24] from now on, the read timeout is the keepalive timer.
     socket
@@ -175,28 +175,44 @@ fn refuse(socket: &Socket, peer: &str, refusal: Refusal, broker: &Broker) {
     match refusal {
         Refusal::Close(reason) => reason.log(peer),
         Refusal::Connack { code, rule, what } => {
-            // [MQTT-3.2.2-4] Session Present is 0 whenever the code is not 0.
-            let connack = Packet::Connack(Connack {
-                session_present: false,
-                code,
-            });
-            log_sent(peer, &connack);
-            let bytes = connack.to_bytes();
-            trace_bytes(peer, "->", &bytes);
-            if socket.clone().write_all(&bytes).is_ok() {
-                let mut traffic = Traffic::default();
-                traffic.packet(bytes.len(), false);
-                broker.count_sent(traffic);
-            }
-            // [MQTT-3.2.2-5] close after a non-zero return code; [MQTT-3.1.4-5] nothing
-            // the client sent after its CONNECT is processed.
+            send_connack(socket, peer, code, broker);
             log::warn!(
                 "client {peer:?} refused with {:#04x} ({}): {rule} {what}",
                 code as u8,
                 code.describe()
             );
         }
+        Refusal::NotAuthorized {
+            client_id,
+            username,
+            why,
+        } => {
+            send_connack(socket, peer, ConnectReturnCode::NotAuthorized, broker);
+            log::info!(
+                "client {client_id:?} (user {:?}) from {peer} refused with 0x05 (not authorized): {why}",
+                username.unwrap_or_default()
+            );
+        }
     }
+}
+
+/// Sends a CONNACK with a non-zero `code`; the caller then closes the connection.
+fn send_connack(socket: &Socket, peer: &str, code: ConnectReturnCode, broker: &Broker) {
+    // [MQTT-3.2.2-4] Session Present is 0 whenever the code is not 0.
+    let connack = Packet::Connack(Connack {
+        session_present: false,
+        code,
+    });
+    log_sent(peer, &connack);
+    let bytes = connack.to_bytes();
+    trace_bytes(peer, "->", &bytes);
+    if socket.clone().write_all(&bytes).is_ok() {
+        let mut traffic = Traffic::default();
+        traffic.packet(bytes.len(), false);
+        broker.count_sent(traffic);
+    }
+    // [MQTT-3.2.2-5] the connection closes after a non-zero return code; [MQTT-3.1.4-5]
+    // nothing the client sent after its CONNECT is processed.
 }
 
 /// Starts the reader and writer threads of an accepted connection.
