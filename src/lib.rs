@@ -11,22 +11,23 @@
 //!
 //! | layer | module          | concept                                           | spec            | chapter |
 //! |-------|-----------------|---------------------------------------------------|-----------------|---------|
-//! | 7     | [`server`]      | the listening socket, the acceptor thread, starting and stopping | §4.2     | 00 |
+//! | 7     | [`server`]      | the listeners and their acceptor threads, the `sys` thread, starting, stopping, reloading | §4.2     | 00, 10 |
 //! | 6     | `connection`    | one client's threads: handshake, reader, writer, keepalive, teardown | §3.1, §3.2, §4.8 | 00, 02, 09 |
 //! | 5     | `protocol`      | what each packet does: open, handle, close; why a connection ended | §3, §4.3, §4.8 | 02, 04, 05 |
-//! | 4     | [`broker`]      | shared state: the session store, the subscription trie, retained messages, routing | §3.3.5, §4.5 | 03, 04, 06, 07 |
+//! | 4     | [`broker`]      | shared state: the session store, the subscription trie, retained messages, routing, counters and `$SYS` | §3.3.5, §4.5, §4.7.2 | 03, 04, 06, 07, 10 |
 //! | 3     | `session`       | one client's state that survives a disconnect; QoS 1/2 state both ways | §3.1.2.4, §4.1, §4.4 | 05, 06 |
 //! | 2     | [`mailbox`]     | a message, a delivery, the Outbox and the Doorbells a session is delivered through | §4.6 | 04, 09 |
 //! | 1     | [`codec`]       | bytes ⇄ packets: fixed header, Remaining Length, the 14 packet types | §1.5, §2, §3 | 01 |
-//! | 1     | [`acl`]         | who may publish and receive which topics: Mosquitto's `acl_file` | §4.7, §5.4.2 |  |
+//! | 1     | [`acl`]         | who may publish and receive which topics: Mosquitto's `acl_file` | §4.7, §5.4.2 | 10 |
 //! | 0     | [`topic`]       | topic names, filters, wildcards, the trie and the topic map | §4.7        | 03, 07 |
-//! | 0     | [`config`]      | the settings, their defaults and their limits      |                 | 00 |
+//! | 0     | [`config`]      | the settings, their defaults and limits, and Mosquitto's configuration file |  | 00, 10 |
 //! | 0     | `socket`        | one TCP socket shared by a connection's threads    |                 | 00 |
-//! | 0     | [`passwords`]   | password files as `mosquitto_passwd` writes them, and `mqttd passwd` (hashing behind the `auth` feature) | §3.1.3.4, §3.1.3.5 | |
+//! | 0     | [`passwords`]   | password files as `mosquitto_passwd` writes them, and `mqttd passwd` (hashing behind the `auth` feature) | §3.1.3.4, §3.1.3.5 | 10 |
 //!
 //! The modules without a link are internal (`pub(crate)`): an embedder needs only
-//! [`Server`], [`Config`], the counters on [`broker::Broker`], and the codec and topic
-//! types, which the tests and benchmarks use too.
+//! [`Server`] (and its [`Reloader`]), [`Config`] and its file reader, the counters on
+//! [`broker::Broker`], and the codec, topic, acl and password types, which the tests and
+//! benchmarks use too.
 //!
 //! The shape is deliberately simple: synchronous, **thread-per-connection**, no async
 //! runtime. See [`server`] for the thread diagram and `src/connection/mod.rs` for one
