@@ -174,7 +174,8 @@ fn main() -> ExitCode {
     let args = match parse_args(args.into_iter()) {
         Ok(Some(args)) => args,
         Ok(None) => {
-            println!("{USAGE}");
+            // Not println!: a closed pipe (`mqttd -h | head -3`) is not worth a panic.
+            let _ = writeln!(std::io::stdout(), "{USAGE}");
             return ExitCode::SUCCESS;
         }
         Err(ArgsError::Usage(message)) => {

@@ -1,32 +1,32 @@
 //! The state every connection shares: who is connected, who subscribed to what, and the
-//! routing of a PUBLISH to the matching subscribers (spec §3.3.5, §4.5, §4.7).
-//!
-//! The broker sits above the session and the mailbox (it stores sessions and feeds
-//! Outboxes) and below the protocol handler, which calls it. It never sees a connection's
-//! threads; it knows a connection only as an id and a [`Socket`] to shut down.
+//! routing of a PUBLISH to the matching subscribers (spec §3.3.5, §4.5, §4.7). It sits
+//! above the session and the mailbox (it stores sessions, feeds Outboxes) and below the
+//! protocol handler; it knows a connection only as an id and a [`Socket`] to shut down.
 //!
 //! | file               | holds                                                      |
 //! |--------------------|------------------------------------------------------------|
-//! | `mod.rs`           | [`Broker`]: subscriptions, open sockets, counters, stopping |
+//! | `mod.rs`           | [`Broker`]: subscriptions, open sockets, security, stopping |
 //! | `session_store.rs` | `SessionStore`: sessions by Client Identifier, takeover     |
 //! | `routing.rs`       | `Broker::publish`: from the trie to each subscriber's Outbox |
 //! | `retained.rs`      | [`RetainedMessages`]: the retained message of each topic    |
+//! | `stats.rs`, `sys_tree.rs` | the counters, and the `$SYS/broker/…` tree made of them |
 //!
 //! ## Locks
 //!
-//! Four `parking_lot::Mutex`es, each guarding one structure, each held only for a few
-//! operations and never across I/O or a blocking channel send:
+//! Six `parking_lot::Mutex`es, one structure each, held for a few operations and never
+//! across I/O or a blocking channel send:
 //!
 //! | lock            | guards                                  | taken by                                  |
 //! |-----------------|-----------------------------------------|-------------------------------------------|
 //! | `SessionStore::slots` | Client Identifier → session slot  | handshake (claim, take over), teardown (release) |
-//! | `subscriptions` | the topic trie                          | SUBSCRIBE, UNSUBSCRIBE, PUBLISH routing, session end |
+//! | `subscriptions` | the topic trie                          | SUBSCRIBE, UNSUBSCRIBE, PUBLISH routing, session end, reload |
 //! | `retained`      | the retained messages                   | PUBLISH with RETAIN=1; a writer sending them to a new subscription |
 //! | `connections`   | every open socket, for [`Broker::stop`] | handshake thread, teardown, stop          |
+//! | `acl`, `passwords` | the security files' rules and users (an `Arc`, cloned out) | CONNECT, a packet after a reload, reload |
 //!
 //! **Lock order: no code path holds two of them at once.** Each function takes one guard in
-//! a small block, copies out what it needs, and lets it drop before taking the next. With no
-//! nesting there is no order to get wrong, and no deadlock to find in a debugger.
+//! a small block, copies out what it needs, and lets it drop before taking the next (even
+//! `set_acl`: it puts the rules in place, lets go, then walks the trie), so no deadlock.
 
 mod retained;
 mod routing;

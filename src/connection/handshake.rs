@@ -8,10 +8,10 @@
 //! 1. [`read_connect`]: the first packet must arrive within `connect_timeout` and must be
 //!    a CONNECT ([MQTT-3.1.0-1]); `reaction_to` says whether a malformed one is refused
 //!    with a CONNACK code or closed without a word ([MQTT-3.1.4-1]).
-//! 2. `assign_client_id`: an empty Client Identifier gets a generated one, or 0x02.
-//! 3. `open_session`: take over an existing connection with the same id
-//!    (`SessionStore::claim`) and wait for its session; then `Handler::open` resumes or
-//!    replaces it.
+//! 2. `check_keep_alive` (0x02 beyond `max_keepalive`), `authenticate` (0x05), then
+//!    `assign_client_id`: an empty Client Identifier gets a generated one, or 0x02.
+//! 3. `open_session`: take over the connection with the same id (`SessionStore::claim`),
+//!    wait for its session; then `Handler::open` resumes or replaces it.
 //! 4. [`start_session_threads`]: the writer sends CONNACK 0x00 first ([MQTT-3.2.0-1]), then
 //!    re-sends what was in flight, and the reader goes on with the bytes that followed the
 //!    CONNECT.

@@ -3,8 +3,8 @@
 //!
 //! - [`reaction_to`]: a CONNECT that fails to decode is refused with a CONNACK code or
 //!   closed without a word: the one place that decides which.
-//! - [`assign_client_id`]: an empty Client Identifier gets a generated one, or 0x02.
-//! - [`keep_alive_timeout`]: the keepalive timer, 1.5 × Keep Alive.
+//! - [`check_keep_alive`], [`authenticate`], [`assign_client_id`]: Keep Alive within
+//!   `max_keepalive`, a user let in, a Client Identifier; [`keep_alive_timeout`]: 1.5 × it.
 //! - [`open_session`]: take the Client Identifier over, then `Handler::open` (in
 //!   `handler.rs`) resumes or starts the session.
 

@@ -210,25 +210,25 @@ impl Handler {
     /// Whether a client's message may be passed on: not into the broker's own `$SYS` tree
     /// (§4.7.2 leaves `$` topics to the server), and not over `message_size_limit`.
     fn may_route(&self, message: &Message, broker: &Broker) -> bool {
-        let who = &self.session.client_id;
-        if message.topic.starts_with("$SYS") {
-            log::debug!(
-                "client {who:?}: PUBLISH to {:?} dropped: $SYS belongs to the broker",
-                message.topic
-            );
+        let (who, topic) = (&self.session.client_id, &message.topic);
+        // §4.7.2: the `$SYS` tree is the broker's (its first level exactly: not `$SYSTEM`).
+        if topic.split('/').next() == Some("$SYS") {
+            log::debug!("client {who:?}: PUBLISH to {topic:?} dropped: $SYS belongs to the broker");
             return false;
         }
-        if let Some(rules) = &self.acl {
-            if !rules.may_write(&message.topic) {
-                log::debug!("client {who:?}: PUBLISH to {:?} dropped: the acl_file does not let it write there", message.topic);
-                return false;
-            }
+        // [MQTT-3.3.5-2] one the client may not make: acknowledged all the same, not passed on.
+        if self
+            .acl
+            .as_ref()
+            .is_some_and(|rules| !rules.may_write(topic))
+        {
+            log::debug!("client {who:?}: PUBLISH to {topic:?} dropped: the acl_file does not let it write there");
+            return false;
         }
         let limit = broker.config.message_size_limit;
         if limit != 0 && message.payload.len() > limit {
             log::debug!(
-                "client {who:?}: PUBLISH to {:?} dropped: its {} bytes exceed message_size_limit ({limit})",
-                message.topic,
+                "client {who:?}: PUBLISH to {topic:?} dropped: its {} bytes exceed message_size_limit ({limit})",
                 message.payload.len()
             );
             return false;
