@@ -242,14 +242,12 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 /// Closes a connection accepted beyond `max_connections`. MQTT 3.1.1 could answer a
 /// CONNECT with 0x03 "server unavailable", but reading the CONNECT would take a thread per
 /// refused client, which is what the limit exists to save; like Mosquitto, we just close.
-fn refuse_over_limit(stream: TcpStream, limit: usize) {
+/// `which` names the limit that was reached, for the warning.
+fn refuse_over_limit(stream: TcpStream, limit: usize, which: &str) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string());
-    log::warn!(
-        "refusing connection from {peer}: {limit} connections are open, the limit \
-         (--max-connections, or less if vm.max_map_count allows less: see the start-up log)"
-    );
+    log::warn!("refusing connection from {peer}: {limit} connections are open, {which}");
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
@@ -304,10 +302,13 @@ fn accept_loop(listener: TcpListener, limit: Option<usize>, broker: Arc<Broker>)
         }
         match stream {
             Ok(stream) if broker.connection_count() >= broker.config.max_connections => {
-                refuse_over_limit(stream, broker.config.max_connections);
+                let which = "the broker's limit (--max-connections, or less if \
+                             vm.max_map_count allows less: see the start-up log)";
+                refuse_over_limit(stream, broker.config.max_connections, which);
             }
             Ok(stream) if limit.is_some_and(|limit| open.load(Ordering::Relaxed) >= limit) => {
-                refuse_over_limit(stream, limit.unwrap_or_default());
+                let which = "this listener's max_connections";
+                refuse_over_limit(stream, limit.unwrap_or_default(), which);
             }
             Ok(stream) => {
                 broker.count_connection();

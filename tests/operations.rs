@@ -137,3 +137,59 @@ fn sys_counters_count_a_known_workload_exactly() {
         &sent_bytes.to_string(),
     );
 }
+
+/// A Will goes through the checks of a PUBLISH: one on a `$SYS` topic would otherwise forge
+/// a retained value of the broker's own tree.
+#[test]
+fn a_will_cannot_forge_sys_values() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut forger = Raw::tcp(addr);
+    forger.send(&connect_with_will(
+        "forger",
+        0,
+        "$SYS/broker/uptime",
+        b"forever",
+        0,
+        true,
+    ));
+    assert_eq!(forger.recv(), CONNACK_ACCEPTED);
+    drop(forger);
+    // Connecting again with its id waits until the teardown, Will and all, is over.
+    let _again = Raw::connected(addr, "forger");
+    assert_eq!(broker.broker().retained_count(), 0, "nothing was retained");
+}
+
+/// A listener's own `max_connections` (Mosquitto's, per listener): one more connection is
+/// closed at once, and one that leaves gives its place back.
+#[test]
+fn a_listener_refuses_connections_beyond_its_own_limit() {
+    let broker = start_broker_with(Config {
+        listeners: vec![mqttd::config::Listener {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            max_connections: Some(1),
+        }],
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let first = Raw::connected(addr, "first");
+    let mut second = Raw::tcp(addr);
+    second.send(&connect("second", 0));
+    assert_eq!(second.closed(), [], "closed without a CONNACK");
+    drop(first);
+    // The first connection's teardown gives its slot back; the next one gets in.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let mut third = Raw::tcp(addr);
+        third.send(&connect("third", 0));
+        let mut byte = [0u8; 1];
+        use std::io::Read;
+        if third.stream.read(&mut byte).is_ok_and(|n| n == 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was never given back"
+        );
+    }
+}

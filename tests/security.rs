@@ -310,3 +310,49 @@ fn a_reload_reads_the_password_file_again() {
     assert_still_serving_as(&mut carol);
     let _ = std::fs::remove_file(path);
 }
+
+/// A Clean Session 0 session resumed under another user name is judged by the rules of the
+/// user now connected: its subscriptions do not keep the first user's rights.
+#[test]
+fn a_session_resumed_by_another_user_reads_with_that_users_rights() {
+    let acl = acl_file(
+        "resume",
+        "user bob\ntopic read #\nuser alice\ntopic read a/#\nuser writer\ntopic write #\n",
+    );
+    let broker = start_broker_with(Config {
+        acl_file: Some(acl.clone()),
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut bob = Raw::tcp(addr);
+    // Clean Session 0 (flags 0x80: user name only), the same Client Identifier twice.
+    let as_user = |user: &str| {
+        let mut body = string(b"MQTT");
+        body.extend([4, 0x80, 0, 0]);
+        body.extend(string(b"shared"));
+        body.extend(string(user.as_bytes()));
+        packet(0x10, &body)
+    };
+    bob.send(&as_user("bob"));
+    assert_eq!(bob.recv(), CONNACK_ACCEPTED);
+    bob.send(&subscribe(1, &[("#", 0)]));
+    assert_eq!(bob.recv(), [0x90, 0x03, 0x00, 0x01, 0x00]);
+    bob.send(&DISCONNECT);
+    assert_eq!(bob.closed(), []);
+    let mut alice = Raw::tcp(addr);
+    alice.send(&as_user("alice"));
+    assert_eq!(
+        alice.recv(),
+        [0x20, 0x02, 0x01, 0x00],
+        "the session is resumed"
+    );
+    let mut writer = connected_as(addr, "w", "writer");
+    writer.send(&publish("b/secret", b"bob's", 0, false, 0));
+    writer.send(&publish("a/ok", b"alice's", 0, false, 0));
+    assert_eq!(
+        alice.recv_publish().topic,
+        "a/ok",
+        "b/secret is not alice's to read"
+    );
+    let _ = std::fs::remove_file(acl);
+}

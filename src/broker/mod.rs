@@ -382,4 +382,30 @@ impl Broker {
             socket.shutdown();
         }
     }
+
+    /// Gives a resumed session's subscriptions to the connection now holding it: its
+    /// identity, and its rules where a filter is not wholly readable for it. Without this, a
+    /// Clean Session 0 session resumed under another user name would go on receiving what
+    /// the first user was allowed to read. One walk of the session's filters, under the
+    /// trie's lock.
+    pub(crate) fn reown<'a>(
+        &self,
+        session: SessionId,
+        filters: impl Iterator<Item = &'a str>,
+        owner: &Arc<Identity>,
+        rules: Option<&Arc<ClientAcl>>,
+    ) {
+        let mut trie = self.subscriptions.lock();
+        for filter in filters {
+            if let Some(subscriber) = trie.get_mut(filter, &session) {
+                subscriber.owner = Arc::clone(owner);
+                subscriber.reading = match rules {
+                    Some(rules) if rules.subscription(filter) != SubscriptionAccess::Granted => {
+                        Some(Arc::clone(rules))
+                    }
+                    _ => None,
+                };
+            }
+        }
+    }
 }

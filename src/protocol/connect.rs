@@ -184,6 +184,7 @@ pub(crate) fn open_session(
     // MQTT 3.1 has no Session Present flag: its CONNACK byte stays 0 even on resumption.
     opened.session_present &= connect.protocol == ProtocolVersion::V3_1_1;
     opened.handler.identify(connect.username.as_deref(), broker);
+    opened.handler.claim_subscriptions(broker);
     Ok(opened)
 }
 

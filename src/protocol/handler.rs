@@ -321,33 +321,33 @@ impl Handler {
     pub(crate) fn publish_will(&mut self, broker: &Broker) {
         // With Will Flag 0 there is no Will, so nothing is published ([MQTT-3.1.2-12]).
         if let Some(will) = self.will.take() {
-            if self
-                .acl
-                .as_ref()
-                .is_some_and(|rules| !rules.may_write(&will.topic))
-            {
+            let message = Message {
+                topic: Arc::from(will.topic.as_str()),
+                payload: Arc::from(will.message),
+                qos: will.qos,
+                retain: will.retain,
+            };
+            // A Will is the client's message, published for it: the checks of its PUBLISHes
+            // apply (not into `$SYS`, not over `message_size_limit`, not where the acl_file
+            // forbids it). Unlike a PUBLISH, a Will is kept from the CONNECT on, so it is
+            // judged by the rules in place when it is due, a reload included. (Without the
+            // `$SYS` check a Will could forge a retained `$SYS/broker/…` value that the `sys`
+            // thread, which republishes only what changed, might never put right.)
+            if !self.may_route(&message, broker) {
                 log::info!(
-                    "client {:?}: its Will to {:?} is not published: the acl_file does not let it write there",
+                    "client {:?}: its Will to {:?} is not published",
                     self.session.client_id,
-                    will.topic
+                    message.topic
                 );
                 return;
             }
             log::info!(
                 "client {:?}: publishing its Will to {:?}",
                 self.session.client_id,
-                will.topic
+                message.topic
             );
             // A batch of one: the Doorbells ring as they are dropped, at the end of the line.
-            broker.publish(
-                &Message {
-                    topic: Arc::from(will.topic.as_str()),
-                    payload: Arc::from(will.message),
-                    qos: will.qos,
-                    retain: will.retain,
-                },
-                &mut Doorbells::new(),
-            );
+            broker.publish(&message, &mut Doorbells::new());
         }
     }
 
@@ -371,6 +371,13 @@ impl Handler {
                 None
             }
         }
+    }
+
+    /// Hands the subscriptions of a resumed session to this connection's identity and
+    /// rules (`Broker::reown`); a new session has none yet.
+    pub(crate) fn claim_subscriptions(&self, broker: &Broker) {
+        let (session, rules) = (&self.session, self.acl.as_ref());
+        broker.reown(session.id, session.filters(), &self.identity, rules);
     }
 }
 

@@ -119,6 +119,11 @@ impl<K: Eq + Hash, V> SubscriptionTrie<K, V> {
             }
         }
     }
+
+    /// The value `key` holds at exactly `filter`, to change in place.
+    pub fn get_mut(&mut self, filter: &str, key: &K) -> Option<&mut V> {
+        self.tree.get_mut(filter)?.get_mut(key)
+    }
 }
 
 #[cfg(test)]

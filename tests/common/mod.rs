@@ -22,11 +22,12 @@ pub fn start_broker() -> Server {
     })
 }
 
-pub fn start_broker_with(config: Config) -> Server {
-    let config = Config {
-        listeners: vec![mqttd::config::Listener::new("127.0.0.1:0".parse().unwrap())],
-        ..config
-    };
+/// Starts a broker with `config`, its listeners moved to 127.0.0.1 on ports the OS picks
+/// (their own `max_connections` kept).
+pub fn start_broker_with(mut config: Config) -> Server {
+    for listener in &mut config.listeners {
+        listener.bind = "127.0.0.1:0".parse().unwrap();
+    }
     Server::start(config).expect("the broker starts on port 0")
 }
 
