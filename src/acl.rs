@@ -45,6 +45,7 @@
 //! The module knows topics and nothing else of the broker. It does no I/O but reading the
 //! file, and logs nothing: the warnings it finds are handed back ([`Acl::warnings`]).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
@@ -319,6 +320,43 @@ impl ClientAcl {
         } else {
             SubscriptionAccess::GrantedFiltered
         }
+    }
+}
+
+/// The last write verdict of one connection: a client that publishes to the same topic
+/// again and again (a sensor, a benchmark) pays for its rules once, then for one string
+/// comparison per PUBLISH instead of a walk over every entry (measured with a 100-line
+/// file: the walk cost the pair benchmark four fifths of its messages). Owned by the
+/// connection's reader thread alone, hence a `RefCell`. The verdict is tied to the rules
+/// that gave it (`Arc::ptr_eq`), so rules replaced by a reload are asked again.
+#[derive(Debug, Default)]
+pub struct WriteVerdicts {
+    last: RefCell<Option<Verdict>>,
+}
+
+/// One remembered answer: which rules were asked, about which topic, and what they said.
+#[derive(Debug)]
+struct Verdict {
+    rules: Arc<ClientAcl>,
+    topic: Arc<str>,
+    allowed: bool,
+}
+
+impl WriteVerdicts {
+    /// [`ClientAcl::may_write`], remembered for the last topic.
+    pub fn may_write(&self, rules: &Arc<ClientAcl>, topic: &Arc<str>) -> bool {
+        if let Some(last) = &*self.last.borrow() {
+            if Arc::ptr_eq(&last.rules, rules) && *last.topic == **topic {
+                return last.allowed;
+            }
+        }
+        let allowed = rules.may_write(topic);
+        *self.last.borrow_mut() = Some(Verdict {
+            rules: Arc::clone(rules),
+            topic: Arc::clone(topic),
+            allowed,
+        });
+        allowed
     }
 }
 
@@ -900,5 +938,24 @@ mod tests {
         assert!(missing
             .to_string()
             .starts_with("/nonexistent/acl: cannot read the acl_file"));
+    }
+
+    #[test]
+    fn a_write_verdict_is_remembered_for_the_same_rules_only() {
+        let anonymous = Who {
+            client_id: "c",
+            username: None,
+        };
+        let open = Arc::new(client("topic write a/#\n", anonymous));
+        let closed = Arc::new(client("topic read a/#\n", anonymous));
+        let verdicts = WriteVerdicts::default();
+        let topic: Arc<str> = Arc::from("a/b");
+        assert!(verdicts.may_write(&open, &topic));
+        assert!(verdicts.may_write(&open, &topic), "the remembered answer");
+        assert!(
+            !verdicts.may_write(&closed, &topic),
+            "new rules are asked again"
+        );
+        assert!(!verdicts.may_write(&closed, &Arc::from("x")));
     }
 }

@@ -12,7 +12,7 @@ use crate::broker::{Broker, ConnectionId, Traffic};
 use crate::codec::{holds_whole_packet, read_frame_into};
 use crate::mailbox::Doorbells;
 use crate::protocol::{CloseReason, Handler, ToWriter};
-use crate::session::WriterSide;
+use crate::session::{WriterSide, WrongAck};
 use crate::socket::Socket;
 
 use super::input::Input;
@@ -53,7 +53,7 @@ pub(super) struct Reader {
 }
 
 impl Reader {
-    pub fn run(mut self) {
+    pub fn run(mut self: Box<Self>) {
         // A panic while handling a packet is a bug in mqttd. It must cost this one
         // connection and nothing else ([MQTT-4.8.0-2]): catch it here and tear down as
         // usual, so the session is stored or ended and the Client Identifier given up.
@@ -147,7 +147,7 @@ impl Reader {
     /// Ends the connection: stop the writer and take its side of the session back, log
     /// why, publish the Will unless the client said DISCONNECT (or the broker is stopping),
     /// then keep or end the session and give the Client Identifier up.
-    pub(super) fn teardown(self, reason: CloseReason) {
+    pub(super) fn teardown(self: Box<Self>, reason: CloseReason) {
         let Reader {
             socket,
             connection,
@@ -157,7 +157,7 @@ impl Reader {
             writer_finished,
             broker,
             ..
-        } = self;
+        } = *self;
         // Let the writer finish first: it sends what is still queued (the PUBACK for a
         // PUBLISH that came just before DISCONNECT, say), flushes, and exits once the
         // control channel is disconnected, handing back the messages in flight. A client
@@ -195,7 +195,7 @@ fn join_writer(
     client_id: &str,
 ) -> (Option<WriterSide>, Option<CloseReason>) {
     match writer.join() {
-        Ok(Finished { side, violation }) => (Some(side), violation),
+        Ok(Finished { side, violation }) => (Some(side), violation.map(wrong_ack)),
         Err(_) => {
             log::error!("client {client_id:?}: writer thread panicked; the session cannot be kept");
             (None, None)
@@ -221,5 +221,13 @@ fn explain(
             CloseReason::TakenOver
         }
         other => other,
+    }
+}
+
+/// The reason to close for an acknowledgement of the wrong kind, which the writer saw.
+fn wrong_ack(wrong: WrongAck) -> CloseReason {
+    CloseReason::Violation {
+        rule: "[MQTT-4.8.0-1]",
+        what: wrong.to_string(),
     }
 }

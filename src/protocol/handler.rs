@@ -1,13 +1,12 @@
 //! Handling one packet at a time, for one connected client: open, handle, close.
 //!
 //! A [`Handler`] is what the reader thread owns of the protocol: the client's session
-//! (`src/session/`), its Will and, with an `acl_file`, its access rules.
-//! [`Handler::handle`] takes a packet and appends what the writer must do; routing,
-//! subscribing and storing go through the broker.
+//! (`src/session/`), its Will and its access rules. [`Handler::handle`] takes a packet and
+//! appends what the writer must do; routing, subscribing and storing go through the broker.
 
 use std::sync::Arc;
 
-use crate::acl::{ClientAcl, SubscriptionAccess};
+use crate::acl::{ClientAcl, SubscriptionAccess, WriteVerdicts};
 use crate::broker::{Broker, Identity, StoredSession, Subscriber};
 use crate::codec::{
     Packet, PacketId, Publish, QoS, Suback, Subscribe, SubscribeReturnCode, Unsubscribe, Will,
@@ -17,8 +16,7 @@ use crate::session::{ClientAck, Limits, Session, WriterSide};
 
 use super::{CloseReason, ToWriter};
 
-/// The reader side of one connected client: its session and its Will. Owned by the reader
-/// thread alone.
+/// The reader side of one connected client, owned by the reader thread alone.
 #[derive(Debug)]
 pub(crate) struct Handler {
     pub session: Session,
@@ -32,6 +30,8 @@ pub(crate) struct Handler {
     /// broker's `acl_generation` it was resolved at: a reload makes them differ.
     acl: Option<Arc<ClientAcl>>,
     acl_generation: u64,
+    /// The last write verdict of those rules (`WriteVerdicts`), to skip them on a repeat.
+    written: WriteVerdicts,
 }
 
 /// A client ready to run: the reader's part, the writer's part, and whether its session
@@ -95,11 +95,11 @@ impl Handler {
             identity,
             acl: None,
             acl_generation: 0,
+            written: WriteVerdicts::default(),
         }
     }
 
-    /// Records the user name of the CONNECT and gives the client the access rules of that
-    /// identity.
+    /// Records the CONNECT's user name and gives the client the rules of that identity.
     pub(crate) fn identify(&mut self, username: Option<&str>, broker: &Broker) {
         self.identity = Arc::new(Identity {
             client_id: Arc::clone(&self.session.client_id),
@@ -220,7 +220,7 @@ impl Handler {
         if self
             .acl
             .as_ref()
-            .is_some_and(|rules| !rules.may_write(topic))
+            .is_some_and(|rules| !self.written.may_write(rules, topic))
         {
             log::debug!("client {who:?}: PUBLISH to {topic:?} dropped: the acl_file does not let it write there");
             return false;
