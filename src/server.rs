@@ -66,13 +66,16 @@ impl Server {
             acceptors: Vec::new(),
             sys,
         };
+        // Every open connection, whichever listener took it: the broker-wide limit.
+        let everyone = Arc::new(AtomicUsize::new(0));
         for (socket, limit) in bound {
             let local_addr = socket.local_addr()?;
             log::info!("mqttd listening on {local_addr}");
             let broker = Arc::clone(&server.broker);
+            let everyone = Arc::clone(&everyone);
             let acceptor = std::thread::Builder::new()
                 .name("acceptor".into())
-                .spawn(move || accept_loop(socket, limit, broker))?;
+                .spawn(move || accept_loop(socket, limit, everyone, broker))?;
             server.local_addrs.push(local_addr);
             server.acceptors.push(acceptor);
         }
@@ -292,19 +295,25 @@ fn within_the_kernels_map_limit(max_connections: usize) -> usize {
 }
 
 /// Accepts connections on one listener until the broker stops. `limit` is the listener's
-/// own `max_connections`, on top of the broker-wide one.
-fn accept_loop(listener: TcpListener, limit: Option<usize>, broker: Arc<Broker>) {
+/// own `max_connections`, on top of the broker-wide one, which `everyone` counts.
+fn accept_loop(
+    listener: TcpListener,
+    limit: Option<usize>,
+    everyone: Arc<AtomicUsize>,
+    broker: Arc<Broker>,
+) {
     // How many connections of this listener are open: each holds a `ListenerSlot`.
     let open = Arc::new(AtomicUsize::new(0));
+    let max_connections = broker.config.max_connections;
     for stream in listener.incoming() {
         if broker.is_stopping() {
             break;
         }
         match stream {
-            Ok(stream) if broker.connection_count() >= broker.config.max_connections => {
+            Ok(stream) if everyone.load(Ordering::Relaxed) >= max_connections => {
                 let which = "the broker's limit (--max-connections, or less if \
                              vm.max_map_count allows less: see the start-up log)";
-                refuse_over_limit(stream, broker.config.max_connections, which);
+                refuse_over_limit(stream, max_connections, which);
             }
             Ok(stream) if limit.is_some_and(|limit| open.load(Ordering::Relaxed) >= limit) => {
                 let which = "this listener's max_connections";
@@ -312,7 +321,7 @@ fn accept_loop(listener: TcpListener, limit: Option<usize>, broker: Arc<Broker>)
             }
             Ok(stream) => {
                 broker.count_connection();
-                let slot = ListenerSlot::take(&open);
+                let slot = ListenerSlot::take(&open, &everyone);
                 connection::spawn(stream, Arc::clone(&broker), slot)
             }
             Err(e) => {

@@ -193,3 +193,25 @@ fn a_listener_refuses_connections_beyond_its_own_limit() {
         );
     }
 }
+
+/// The broker-wide `max_connections` is counted at accept: a burst of connects made before
+/// any handshake has run still gets exactly the limit, the rest closed at once.
+#[test]
+fn a_burst_of_connects_cannot_pass_max_connections() {
+    let broker = start_broker_with(Config {
+        max_connections: 3,
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut burst: Vec<Raw> = (0..8).map(|_| Raw::tcp(addr)).collect();
+    let mut accepted = 0;
+    for (n, raw) in burst.iter_mut().enumerate() {
+        raw.send(&connect(&format!("burst-{n}"), 0));
+        let mut first = [0u8; 1];
+        use std::io::Read;
+        if raw.stream.read(&mut first).is_ok_and(|read| read == 1) {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 3);
+}

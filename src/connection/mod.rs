@@ -76,23 +76,34 @@ pub(crate) const MEMORY_MAPS_PER_CONNECTION: usize = 8;
 /// time: 18.5 KiB of stack per connection with one size for all, 16 KiB with two.
 const HANDSHAKE_STACK_SIZE: usize = 128 * 1024;
 
-/// One of a listener's connection slots, held by a connection from accept to close:
-/// dropping it gives the slot back. This is how a listener's `max_connections` is counted
-/// without a lock or a walk over the open connections.
+/// A connection's place in two counts, its listener's and the whole broker's, held from
+/// accept to close: dropping it gives both back. This is how `max_connections` (the
+/// listener's and the broker-wide one) is counted without a lock or a walk over the open
+/// connections, and at accept, so that a burst of connects cannot pass the limit before
+/// their handshake threads have registered them.
 #[derive(Debug)]
-pub(crate) struct ListenerSlot(Arc<AtomicUsize>);
+pub(crate) struct ListenerSlot {
+    listener: Arc<AtomicUsize>,
+    everyone: Arc<AtomicUsize>,
+}
 
 impl ListenerSlot {
-    /// Takes one slot of the listener whose open connections `open` counts.
-    pub(crate) fn take(open: &Arc<AtomicUsize>) -> ListenerSlot {
-        open.fetch_add(1, Ordering::Relaxed);
-        ListenerSlot(Arc::clone(open))
+    /// Takes one slot of the listener whose open connections `listener` counts, and one of
+    /// the broker's, counted by `everyone`.
+    pub(crate) fn take(listener: &Arc<AtomicUsize>, everyone: &Arc<AtomicUsize>) -> ListenerSlot {
+        listener.fetch_add(1, Ordering::Relaxed);
+        everyone.fetch_add(1, Ordering::Relaxed);
+        ListenerSlot {
+            listener: Arc::clone(listener),
+            everyone: Arc::clone(everyone),
+        }
     }
 }
 
 impl Drop for ListenerSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.listener.fetch_sub(1, Ordering::Relaxed);
+        self.everyone.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
