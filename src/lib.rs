@@ -61,4 +61,4 @@ mod socket;
 pub mod topic;
 
 pub use config::Config;
-pub use server::{Reloader, Server};
+pub use server::{Reloader, Server, Stopper};

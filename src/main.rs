@@ -32,7 +32,8 @@ Limits:
   --max-queued N           messages waiting for one session (default 1000)
 
 Logging: RUST_LOG=info (default), debug (one line per packet) or trace (plus hex dumps).
-Stop it with Ctrl-C or SIGTERM.";
+Ctrl-C or SIGTERM stops it (every connection closed, exit 0); SIGHUP re-reads the
+password and ACL files.";
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -192,13 +193,12 @@ fn main() -> ExitCode {
         log::warn!("{warning}");
     }
     let config = args.config;
-    // Ctrl-C and SIGTERM keep their default action, ending the process at once: the broker
-    // keeps nothing on disk, so there is nothing to save, and it stops immediately.
-    let caught = sighup::catch();
+    let caught = signals::catch();
     match Server::start(config.clone()) {
         Ok(server) => {
-            sighup::reload_on(caught, server.reloader());
+            signals::watch(caught, server.reloader(), server.stopper());
             server.wait();
+            log::info!("mqttd stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -208,59 +208,72 @@ fn main() -> ExitCode {
     }
 }
 
-/// SIGHUP re-reads the password and ACL files, as it does for Mosquitto; connections stay
-/// up (the `signals` feature). The handler is set before the broker starts listening, so
-/// that a SIGHUP sent as soon as the listener is up waits for the `signals` thread instead
-/// of ending the process.
+/// Signals, as Mosquitto answers them (the `signals` feature): SIGHUP re-reads the password
+/// and ACL files, connections staying up; SIGTERM and SIGINT (Ctrl-C) stop the broker
+/// cleanly: no new connections, every connection closed (Wills not published), exit 0.
+/// The handlers are set before the broker starts listening, so that a signal sent as soon
+/// as the listener is up waits for the `signals` thread instead of ending the process.
 #[cfg(feature = "signals")]
-mod sighup {
-    use mqttd::Reloader;
-    use signal_hook::consts::SIGHUP;
+mod signals {
+    use mqttd::{Reloader, Stopper};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use signal_hook::iterator::Signals;
 
-    /// SIGHUPs caught from now on, waiting for [`reload_on`].
+    /// Signals caught from now on, waiting for [`watch`].
     pub struct Caught(Option<Signals>);
 
     pub fn catch() -> Caught {
-        match Signals::new([SIGHUP]) {
+        match Signals::new([SIGHUP, SIGTERM, SIGINT]) {
             Ok(signals) => Caught(Some(signals)),
             Err(e) => {
-                log::warn!("cannot catch SIGHUP ({e}): the files cannot be reloaded");
+                log::warn!("cannot catch signals ({e}): SIGHUP and SIGTERM end the broker");
                 Caught(None)
             }
         }
     }
 
-    /// Starts the `signals` thread: each SIGHUP reloads the files.
-    pub fn reload_on(caught: Caught, reloader: Reloader) {
+    /// Starts the `signals` thread: SIGHUP reloads the files, SIGTERM or SIGINT stops.
+    pub fn watch(caught: Caught, reloader: Reloader, stopper: Stopper) {
         let Some(mut signals) = caught.0 else {
             return;
         };
         let started = std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
-                for _ in signals.forever() {
-                    log::info!("SIGHUP: reloading password_file and acl_file");
-                    // A failed reload keeps the old files and logs why.
-                    let _ = reloader.reload();
+                for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        log::info!("SIGHUP: reloading password_file and acl_file");
+                        // A failed reload keeps the old files and logs why.
+                        let _ = reloader.reload();
+                        continue;
+                    }
+                    let name = if signal == SIGTERM {
+                        "SIGTERM"
+                    } else {
+                        "SIGINT"
+                    };
+                    log::info!("{name}: stopping");
+                    stopper.stop();
+                    return;
                 }
             });
         if let Err(e) = started {
-            log::warn!("cannot start the signals thread ({e}): the files cannot be reloaded");
+            log::warn!("cannot start the signals thread ({e}): signals keep their defaults");
         }
     }
 }
 
-/// Without the `signals` feature SIGHUP keeps its default action: the broker ends.
+/// Without the `signals` feature every signal keeps its default action: the broker ends at
+/// once (nothing acknowledged is lost by it: mqttd keeps nothing on disk to lose).
 #[cfg(not(feature = "signals"))]
-mod sighup {
+mod signals {
     pub struct Caught;
 
     pub fn catch() -> Caught {
         Caught
     }
 
-    pub fn reload_on(_caught: Caught, _reloader: mqttd::Reloader) {}
+    pub fn watch(_caught: Caught, _reloader: mqttd::Reloader, _stopper: mqttd::Stopper) {}
 }
 
 #[cfg(test)]

@@ -103,6 +103,15 @@ impl Server {
         Reloader(Arc::clone(&self.broker))
     }
 
+    /// A handle that stops the server from another thread (what SIGTERM does in `main`):
+    /// [`Server::wait`] then returns.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            broker: Arc::clone(&self.broker),
+            local_addrs: self.local_addrs.clone(),
+        }
+    }
+
     /// Blocks until the server is stopped (by another thread calling `stop` via the broker).
     pub fn wait(mut self) {
         for acceptor in self.acceptors.drain(..) {
@@ -119,12 +128,7 @@ impl Server {
         if self.acceptors.is_empty() {
             return;
         }
-        self.broker.stop();
-        // Each acceptor is blocked in accept(): a connection to itself wakes it up, and it
-        // sees the stopping flag before handling it.
-        for addr in &self.local_addrs {
-            let _ = TcpStream::connect_timeout(&reachable(*addr), Duration::from_secs(1));
-        }
+        self.stopper().stop();
         for acceptor in self.acceptors.drain(..) {
             let _ = acceptor.join();
         }
@@ -134,6 +138,26 @@ impl Server {
             let _ = sys.join();
         }
         log::info!("mqttd on {:?} stopped", self.local_addrs);
+    }
+}
+
+/// Stops a running server from another thread: stops accepting and closes every connection
+/// (each runs its teardown; Wills are not published, as in Mosquitto: §3.1.2.5 lets a
+/// stopping server defer them, and with nothing on disk mqttd drops them).
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    broker: Arc<Broker>,
+    local_addrs: Vec<SocketAddr>,
+}
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.broker.stop();
+        // Each acceptor is blocked in accept(): a connection to itself wakes it up, and it
+        // sees the stopping flag before handling it.
+        for addr in &self.local_addrs {
+            let _ = TcpStream::connect_timeout(&reachable(*addr), Duration::from_secs(1));
+        }
     }
 }
 

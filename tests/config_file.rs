@@ -160,3 +160,40 @@ fn sighup_reloads_the_security_files() {
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(acl);
 }
+
+/// SIGTERM stops the broker cleanly: the connected client is closed, the process logs that
+/// it stopped and exits with 0 (not killed by the signal).
+#[cfg(all(unix, feature = "signals"))]
+#[test]
+fn sigterm_closes_every_connection_and_exits_0() {
+    let path = conf_file("term", "listener 0 127.0.0.1\nallow_anonymous true\n");
+    let (mut broker, addrs, log) = start_with_file(&path, 1);
+    let mut client = Raw::connected(addrs[0], "stays");
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(broker.0.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    assert_eq!(
+        client.closed(),
+        [],
+        "the connection is closed by the broker"
+    );
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let exit = loop {
+        if let Some(exit) = broker.0.try_wait().expect("wait for mqttd") {
+            break exit;
+        }
+        assert!(std::time::Instant::now() < deadline, "mqttd did not stop");
+        thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(exit.code(), Some(0));
+    // The process has ended, its stderr is closed: this reads to the end, then stops.
+    let logged: Vec<String> = log.iter().collect();
+    assert!(
+        logged.iter().any(|line| line.contains("mqttd stopped")),
+        "{logged:?}"
+    );
+    let _ = std::fs::remove_file(path);
+}
