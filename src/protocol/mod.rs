@@ -8,18 +8,18 @@
 //!
 //! | file         | step                                                                  |
 //! |--------------|-----------------------------------------------------------------------|
-//! | `connect.rs` | open: the Client Identifier, the CleanSession processing, refusals    |
+//! | `connect.rs` | open: Keep Alive limit, login, Client Identifier, CleanSession, refusals |
 //! | `handler.rs` | handle: one packet at a time ([`Handler::handle`]), the Will, close    |
 //! | `close.rs`   | why a connection ended ([`CloseReason`]), and how that is logged       |
 //!
 //! | packet from the client | what happens                                    | to the writer |
 //! |------------------------|-------------------------------------------------|---------------|
-//! | PUBLISH QoS 0          | routed to matching subscribers                  | –             |
-//! | PUBLISH QoS 1          | routed                                          | PUBACK        |
+//! | PUBLISH QoS 0          | routed to matching subscribers (if `Handler::may_route`: not into `$SYS`, within `message_size_limit`, allowed by the acl_file) | – |
+//! | PUBLISH QoS 1          | routed (the same checks)                        | PUBACK        |
 //! | PUBLISH QoS 2          | routed once; identifier kept until PUBREL       | PUBREC        |
 //! | PUBREL                 | identifier released                             | PUBCOMP       |
-//! | PUBACK, PUBREC, PUBCOMP| acknowledge *our* messages                      | the ack itself |
-//! | SUBSCRIBE              | each filter added to the trie                   | SUBACK, then retained messages |
+//! | PUBACK, PUBREC, PUBCOMP| acknowledge *our* messages; the wrong kind closes the connection | the ack itself |
+//! | SUBSCRIBE              | each filter the acl_file lets it read added to the trie (0x80 otherwise) | SUBACK, then retained messages |
 //! | UNSUBSCRIBE            | each filter removed                             | UNSUBACK      |
 //! | PINGREQ                | –                                               | PINGRESP      |
 //! | DISCONNECT             | the connection ends cleanly, Will discarded     | –             |
