@@ -232,13 +232,18 @@ impl Reloader {
     }
 }
 
-/// Starts the `sys` thread, which publishes the `$SYS/broker/…` tree at once and then every
-/// `sys_interval`, until the sender it returns is dropped. `None` when the interval is 0.
+/// Starts the `sys` thread, the broker's housekeeping: it publishes the `$SYS/broker/…`
+/// tree at once and then every `sys_interval`, and ends stored sessions whose client has
+/// been away longer than `persistent_client_expiration`, until the sender it returns is
+/// dropped. `None` when there is nothing to do (`sys_interval 0`, no expiration).
 fn start_sys_thread(broker: &Arc<Broker>) -> io::Result<Option<(Sender<()>, JoinHandle<()>)>> {
-    let interval = broker.config.sys_interval;
-    if interval.is_zero() {
-        return Ok(None);
-    }
+    let config = &broker.config;
+    let interval = match (config.sys_interval, config.persistent_client_expiration) {
+        (sys, _) if !sys.is_zero() => sys,
+        // Expiry alone: look often enough to end a session close to its time.
+        (_, Some(expiration)) => (expiration / 10).clamp(Duration::from_millis(10), EXPIRY_CHECK),
+        (_, None) => return Ok(None),
+    };
     let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
     let broker = Arc::clone(broker);
     let thread = std::thread::Builder::new()
@@ -246,7 +251,11 @@ fn start_sys_thread(broker: &Arc<Broker>) -> io::Result<Option<(Sender<()>, Join
         .spawn(move || {
             let mut tree = SysTree::new();
             loop {
-                tree.update(&broker, Instant::now());
+                let now = Instant::now();
+                broker.expire_sessions(now);
+                if !broker.config.sys_interval.is_zero() {
+                    tree.update(&broker, now);
+                }
                 if let Err(RecvTimeoutError::Disconnected) = stopped.recv_timeout(interval) {
                     return;
                 }
@@ -254,6 +263,10 @@ fn start_sys_thread(broker: &Arc<Broker>) -> io::Result<Option<(Sender<()>, Join
         })?;
     Ok(Some((stop, thread)))
 }
+
+/// The longest the `sys` thread sleeps between two looks at expired sessions when it has
+/// no `$SYS` to publish.
+const EXPIRY_CHECK: Duration = Duration::from_secs(60);
 
 /// The address to connect to in order to reach a listener bound to `addr`: a wildcard
 /// address (0.0.0.0 or ::) is not connectable everywhere, so use loopback instead.

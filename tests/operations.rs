@@ -215,3 +215,38 @@ fn a_burst_of_connects_cannot_pass_max_connections() {
     }
     assert_eq!(accepted, 3);
 }
+
+/// `persistent_client_expiration`: a stored session whose client stays away longer is ended
+/// (its subscriptions go with it), and a client coming back later starts afresh.
+#[test]
+fn a_stored_session_expires_after_persistent_client_expiration() {
+    let broker = start_broker_with(Config {
+        persistent_client_expiration: Some(std::time::Duration::from_millis(300)),
+        sys_interval: std::time::Duration::ZERO,
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let (mut away, present) = Raw::session(addr, "wanderer", false);
+    assert!(!present);
+    away.subscribe_to("expiry/t", 1);
+    away.send(&DISCONNECT);
+    assert_eq!(away.closed(), []);
+    let stats = broker.broker();
+    // An expiry is counted once the session and its subscriptions are gone.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while stats.stats().clients_expired == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session never expired"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(stats.stored_session_count(), 0);
+    assert_eq!(
+        stats.subscription_count(),
+        0,
+        "its subscription went with it"
+    );
+    let (_back, present) = Raw::session(addr, "wanderer", false);
+    assert!(!present, "the client starts afresh");
+}

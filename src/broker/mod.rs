@@ -408,4 +408,22 @@ impl Broker {
             }
         }
     }
+
+    /// Ends every stored session whose client has been away longer than
+    /// `persistent_client_expiration`: its subscriptions leave the trie, its queued
+    /// messages go with it, and each expiry is logged and counted (`$SYS/broker/clients/expired`).
+    pub(crate) fn expire_sessions(&self, now: Instant) {
+        let Some(max_away) = self.config.persistent_client_expiration else {
+            return;
+        };
+        for (client_id, expired) in self.sessions.expire(max_away, now) {
+            let session = &expired.session;
+            self.unsubscribe_all(session.id, session.filters());
+            self.stats.count_expiry();
+            log::info!(
+                "client {client_id:?}: its session expired after {max_away:?} away \
+                 (persistent_client_expiration)"
+            );
+        }
+    }
 }

@@ -246,6 +246,35 @@ impl SessionStore {
             }
         }
     }
+
+    /// Takes out every stored session whose client has been away at least `max_away` at
+    /// `now` (Mosquitto's `persistent_client_expiration`), and returns them with their
+    /// Client Identifiers; the caller ends them. Connected sessions are never touched.
+    pub(crate) fn expire(
+        &self,
+        max_away: Duration,
+        now: Instant,
+    ) -> Vec<(Arc<str>, StoredSession)> {
+        let expired = |slot: &SessionSlot| match slot {
+            SessionSlot::Stored(stored) => stored
+                .session
+                .away_since
+                .is_some_and(|since| now.saturating_duration_since(since) >= max_away),
+            SessionSlot::Connected { .. } => false,
+        };
+        let mut slots = self.slots.lock();
+        let gone: Vec<Arc<str>> = slots
+            .iter()
+            .filter(|(_, slot)| expired(slot))
+            .map(|(client_id, _)| Arc::clone(client_id))
+            .collect();
+        gone.into_iter()
+            .filter_map(|client_id| match slots.remove(&client_id) {
+                Some(SessionSlot::Stored(stored)) => Some((client_id, *stored)),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -312,5 +341,28 @@ mod tests {
             "its subscriptions must be removed"
         );
         assert_eq!(store.stored_count(), 0);
+    }
+
+    #[test]
+    fn only_stored_sessions_away_long_enough_expire() {
+        let store = SessionStore::new();
+        let (socket, _listener) = socket();
+        let (away, here): (Arc<str>, Arc<str>) = ("away".into(), "here".into());
+        store.claim(&away, 1, socket.clone()).unwrap();
+        store.claim(&here, 2, socket).unwrap();
+        let mut keep = stored(&store, "away");
+        let left = Instant::now();
+        keep.session.away_since = Some(left);
+        store.release(&away, 1, Some(keep));
+        let hour = Duration::from_secs(3_600);
+        assert!(store.expire(hour, left).is_empty(), "not away long enough");
+        let expired = store.expire(hour, left + hour);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(&*expired[0].0, "away");
+        assert_eq!(
+            store.connected_count(),
+            1,
+            "a connected session never expires"
+        );
     }
 }

@@ -71,9 +71,15 @@ pub(super) struct Stats {
     pub(super) messages_dropped: AtomicU64,
     /// TCP connections accepted, written by the acceptors.
     pub(super) connections: AtomicU64,
+    /// Stored sessions ended by `persistent_client_expiration`.
+    pub(super) clients_expired: AtomicU64,
 }
 
 impl Stats {
+    pub(super) fn count_expiry(&self) {
+        self.clients_expired.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(super) fn count_drop(&self) {
         self.messages_dropped.fetch_add(1, Ordering::Relaxed);
     }
@@ -90,6 +96,7 @@ impl Stats {
             publish_sent: sent.publishes,
             messages_dropped: self.messages_dropped.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
+            clients_expired: self.clients_expired.load(Ordering::Relaxed),
         }
     }
 }
@@ -113,4 +120,7 @@ pub struct StatsSnapshot {
     pub messages_dropped: u64,
     /// TCP connections accepted since the start.
     pub connections: u64,
+    /// Stored sessions ended by `persistent_client_expiration`
+    /// (`$SYS/broker/clients/expired`).
+    pub clients_expired: u64,
 }

@@ -11,7 +11,7 @@
 //! | topic under `$SYS/broker/` | value |
 //! |----------------------------|-------|
 //! | `version`, `uptime`        | `mqttd version 0.1.0`, `N seconds` |
-//! | `clients/connected`, `disconnected`, `total`, `maximum`, `expired` | connected clients, stored sessions, their sum, the most connected at once, expired sessions (none: mqttd keeps them) |
+//! | `clients/connected`, `disconnected`, `total`, `maximum`, `expired` | connected clients, stored sessions, their sum, the most connected at once, sessions ended by `persistent_client_expiration` |
 //! | `messages/received`, `messages/sent` | packets of every type |
 //! | `publish/messages/received`, `sent`, `dropped` | PUBLISH packets; messages dropped for full queues |
 //! | `bytes/received`, `bytes/sent` | bytes of those packets |
@@ -104,7 +104,7 @@ impl SysTree {
             ("clients/disconnected", stored.to_string()),
             ("clients/total", (connected + stored).to_string()),
             ("clients/maximum", self.clients_maximum.to_string()),
-            ("clients/expired", "0".to_owned()),
+            ("clients/expired", stats.clients_expired.to_string()),
             ("messages/received", stats.packets_received.to_string()),
             ("messages/sent", stats.packets_sent.to_string()),
             ("messages/stored", retained.to_string()),

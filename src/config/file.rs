@@ -213,6 +213,9 @@ fn apply_limit(config: &mut Config, at: &Place, values: &[&str]) -> Result<bool,
             let seconds = number(at, one(at, values)?, 0, u16::MAX.into())?;
             config.max_keepalive = u16::try_from(seconds).unwrap_or(u16::MAX);
         }
+        "persistent_client_expiration" => {
+            config.persistent_client_expiration = Some(expiration(at, one(at, values)?)?)
+        }
         "sys_interval" => {
             let seconds = number(at, one(at, values)?, 0, i32::MAX as usize)?;
             config.sys_interval = Duration::from_secs(u64::try_from(seconds).unwrap_or(u64::MAX));
@@ -248,7 +251,7 @@ fn is_settled(at: &Place, values: &[&str]) -> Result<bool, ConfigFileError> {
 fn refusal(at: &Place, values: &[&str]) -> Option<ConfigFileError> {
     let key = at.key;
     let error = match key {
-        "persistence" | "persistent_client_expiration" | "retained_persistence" => {
+        "persistence" | "retained_persistence" => {
             at.not_yet("persistence comes with the persistence issue")
         }
         "per_listener_settings" => at.not_yet("mqttd has one set of security settings"),
@@ -472,6 +475,29 @@ fn address(at: &Place, value: &str) -> Result<IpAddr, ConfigFileError> {
     }
 }
 
+/// Mosquitto's duration for `persistent_client_expiration`: a whole number and a unit, `h`
+/// hours, `d` days, `w` weeks, `m` months of 30 days, `y` years of 365 days (`2w`).
+fn expiration(at: &Place, value: &str) -> Result<Duration, ConfigFileError> {
+    let unit_seconds = match value.chars().last() {
+        Some('h') => 3_600,
+        Some('d') => 86_400,
+        Some('w') => 7 * 86_400,
+        Some('m') => 30 * 86_400,
+        Some('y') => 365 * 86_400,
+        _ => 0,
+    };
+    let count = value[..value.len().saturating_sub(1)]
+        .parse::<u64>()
+        .unwrap_or(0);
+    match count.checked_mul(unit_seconds) {
+        Some(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds)),
+        _ => Err(at.error(format!(
+            "{}: expected a duration such as 12h, 3d, 2w, 1m or 1y, found '{value}'",
+            at.key
+        ))),
+    }
+}
+
 /// Mosquitto's `max_connections`: a count, or -1 for no limit.
 fn connection_limit(at: &Place, value: &str) -> Result<Option<usize>, ConfigFileError> {
     match value {
@@ -578,6 +604,17 @@ mod tests {
         }
         let fine = read("persistence false\nprotocol mqtt\nrequire_certificate false\n");
         assert!(fine.is_ok());
+    }
+
+    #[test]
+    fn persistent_client_expiration_reads_mosquittos_units() {
+        let two_weeks = read("persistent_client_expiration 2w\n").unwrap();
+        assert_eq!(
+            two_weeks.config.persistent_client_expiration,
+            Some(Duration::from_secs(14 * 86_400))
+        );
+        assert!(error("persistent_client_expiration 5s\n").contains("such as 12h"));
+        assert!(error("persistent_client_expiration 0d\n").contains("such as 12h"));
     }
 
     #[test]

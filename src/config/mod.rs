@@ -89,6 +89,10 @@ pub struct Config {
     /// How often the `$SYS/broker/…` topics are published. Default 10 s, as Mosquitto;
     /// zero turns them off.
     pub sys_interval: Duration,
+    /// Mosquitto's `persistent_client_expiration`: a stored session (Clean Session 0) whose
+    /// client has been away this long is ended, its subscriptions and queued messages with
+    /// it, and the expiry logged. `None` (the default, as in Mosquitto): never.
+    pub persistent_client_expiration: Option<Duration>,
     /// Whether a client may connect with an empty Client Identifier (Clean Session 1 only,
     /// [MQTT-3.1.3-6]) and be given one. Default true, as Mosquitto.
     pub allow_zero_length_clientid: bool,
@@ -110,6 +114,7 @@ impl Default for Config {
             max_keepalive: 0,
             sys_interval: Duration::from_secs(10),
             allow_zero_length_clientid: true,
+            persistent_client_expiration: None,
         }
     }
 }

@@ -360,12 +360,15 @@ impl Handler {
         broker: &Broker,
         writer_side: Option<WriterSide>,
     ) -> Option<StoredSession> {
-        let session = self.session;
+        let mut session = self.session;
         match writer_side {
-            Some(writer_side) if !session.clean_session => Some(StoredSession {
-                session,
-                writer_side,
-            }),
+            Some(writer_side) if !session.clean_session => {
+                session.away_since = Some(std::time::Instant::now());
+                Some(StoredSession {
+                    session,
+                    writer_side,
+                })
+            }
             _ => {
                 broker.unsubscribe_all(session.id, session.filters());
                 None

@@ -28,6 +28,7 @@ pub mod outbound;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
@@ -58,6 +59,9 @@ pub struct Session {
     /// ([MQTT-4.3.3-2]). A PUBLISH that reuses one of them is a re-send: acknowledged again,
     /// never routed again.
     awaiting_release: HashSet<PacketId>,
+    /// When its client left, for a session kept while it is away (Clean Session 0): set
+    /// when the session is stored, read by `persistent_client_expiration`.
+    pub away_since: Option<Instant>,
 }
 
 /// The parts of a session the writer thread owns while the client is connected.
@@ -91,6 +95,7 @@ impl Session {
             outbox,
             filters: HashSet::new(),
             awaiting_release: HashSet::new(),
+            away_since: None,
         };
         let writer_side = WriterSide {
             deliveries,
