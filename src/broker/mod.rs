@@ -191,9 +191,8 @@ impl Broker {
         self.connection_ids.next()
     }
 
-    /// Puts the rules of an `acl_file` in place: for the clients that connect from now on,
-    /// for every subscription at once (under the trie's lock, the one routing takes), and
-    /// for each connected client's next packet (its reader sees the new generation).
+    /// Puts an `acl_file`'s rules in place: for new clients, every subscription at once (under
+    /// the trie's lock), and each client's next packet (its reader sees the new generation).
     pub(crate) fn set_acl(&self, acl: Option<Acl>) {
         let acl = acl.map(Arc::new);
         *self.acl.lock() = acl.clone();
@@ -206,14 +205,15 @@ impl Broker {
                     acl.as_ref()
                         .map(|acl| Arc::new(acl.for_client(&subscriber.owner.who())))
                 });
-                subscriber.reading = match rules {
-                    // A filter refused now stays, reading nothing, until the client unsubscribes.
-                    Some(rules) if rules.subscription(filter) != SubscriptionAccess::Granted => {
-                        Some(Arc::clone(rules))
-                    }
-                    _ => None,
-                };
+                subscriber.reading = Self::reading(rules.as_ref(), filter);
             });
+    }
+
+    /// The rules a subscription to `filter` asks per message (`None`: reads all; refused: none).
+    fn reading(rules: Option<&Arc<ClientAcl>>, filter: &str) -> Option<Arc<ClientAcl>> {
+        rules
+            .filter(|rules| rules.subscription(filter) != SubscriptionAccess::Granted)
+            .cloned()
     }
 
     /// Changes each time `set_acl` puts new rules in place: a reader that remembers the
@@ -399,12 +399,7 @@ impl Broker {
         for filter in filters {
             if let Some(subscriber) = trie.get_mut(filter, &session) {
                 subscriber.owner = Arc::clone(owner);
-                subscriber.reading = match rules {
-                    Some(rules) if rules.subscription(filter) != SubscriptionAccess::Granted => {
-                        Some(Arc::clone(rules))
-                    }
-                    _ => None,
-                };
+                subscriber.reading = Self::reading(rules, filter);
             }
         }
     }
