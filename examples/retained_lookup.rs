@@ -55,5 +55,6 @@ fn message(topic: &str, payload: &Arc<[u8]>) -> Message {
         payload: Arc::clone(payload),
         qos: QoS::AtLeastOnce,
         retain: true,
+        stored: None,
     }
 }

@@ -15,6 +15,7 @@
 //! | 6     | `connection`    | one client's threads: handshake, reader, writer, keepalive, teardown | §3.1, §3.2, §4.8 | 00, 02, 09 |
 //! | 5     | `protocol`      | what each packet does: open, handle, close; why a connection ended | §3, §4.3, §4.8 | 02, 04, 05 |
 //! | 4     | [`broker`]      | shared state: the session store, the subscription trie, retained messages, routing, counters and `$SYS` | §3.3.5, §4.5, §4.7.2 | 03, 04, 06, 07, 10 |
+//! | 3     | `persistence`   | the journal: records of durable state, group commit, recovery, compaction | §4.1 | 11 |
 //! | 3     | `session`       | one client's state that survives a disconnect; QoS 1/2 state both ways | §3.1.2.4, §4.1, §4.4 | 05, 06 |
 //! | 2     | [`mailbox`]     | a message, a delivery, the Outbox and the Doorbells a session is delivered through | §4.6 | 04, 09 |
 //! | 1     | [`codec`]       | bytes ⇄ packets: fixed header, Remaining Length, the 14 packet types | §1.5, §2, §3 | 01 |
@@ -54,6 +55,7 @@ mod connection;
 pub mod fault;
 pub mod mailbox;
 pub mod passwords;
+mod persistence;
 mod protocol;
 pub mod server;
 mod session;

@@ -34,7 +34,15 @@ pub struct Message {
     pub qos: QoS,
     /// The RETAIN flag it was published with.
     pub retain: bool,
+    /// Its number in the persistence journal, once written there (`src/persistence/`):
+    /// the sessions that must get it refer to it by this. `None` in memory-only mode, and
+    /// for messages nothing durable needs (QoS 0 to connected clients, `$SYS`).
+    pub stored: Option<MessageId>,
 }
+
+/// The number of a message written to the persistence journal: never 0, so that an
+/// `Option<MessageId>` costs no more than the number.
+pub type MessageId = std::num::NonZeroU64;
 
 /// One message on its way to one subscriber.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +108,9 @@ pub(crate) enum Offer {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     client_id: Arc<str>,
+    /// The session's id in the persistence journal, when it is written there: routing
+    /// records the QoS 1 and 2 messages it queues here, and the writer what it sends.
+    on_disk: Option<u64>,
     sender: Sender<Delivery>,
     /// `max_queued_messages`: the most messages the queue holds.
     capacity: usize,
@@ -120,11 +131,16 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     /// A new queue of `capacity` messages, and the receiving end for the writer thread.
-    pub fn new(client_id: Arc<str>, capacity: usize) -> (Arc<Outbox>, Receiver<Delivery>) {
+    pub fn new(
+        client_id: Arc<str>,
+        capacity: usize,
+        on_disk: Option<u64>,
+    ) -> (Arc<Outbox>, Receiver<Delivery>) {
         let (sender, receiver) = crossbeam_channel::unbounded();
         let (bell, bell_receiver) = crossbeam_channel::bounded(1);
         let outbox = Outbox {
             client_id,
+            on_disk,
             sender,
             capacity: capacity.max(1),
             connected: AtomicBool::new(false),
@@ -139,6 +155,17 @@ impl Outbox {
     #[cfg(test)]
     pub fn client_id(&self) -> &Arc<str> {
         &self.client_id
+    }
+
+    /// The session's id in the persistence journal, if it is written there.
+    pub fn on_disk(&self) -> Option<u64> {
+        self.on_disk
+    }
+
+    /// Puts back a message that was queued when the broker stopped, whatever the limit is
+    /// now: it was accepted under the old one, and dropping it would lose it.
+    pub fn restore(&self, delivery: Delivery) {
+        let _ = self.sender.try_send(delivery);
     }
 
     /// `max_queued_messages`: the most messages the queue holds.

@@ -28,6 +28,7 @@ use crate::broker::{Broker, SysTree};
 use crate::config::Config;
 use crate::connection::{self, ListenerSlot};
 use crate::passwords::PasswordFile;
+use crate::persistence::Journal;
 
 /// A running broker: its listening addresses, its shared state and its acceptor threads
 /// (one per listener). Dropping it stops the broker.
@@ -57,7 +58,11 @@ impl Server {
             bound.push((socket, listener.max_connections));
         }
         config.max_connections = within_the_kernels_map_limit(config.max_connections);
-        let broker = Arc::new(Broker::new(config));
+        let mut broker = Broker::new(config);
+        if broker.config.persistence {
+            open_journal(&mut broker)?;
+        }
+        let broker = Arc::new(broker);
         load_security_files(&broker)?;
         let sys = start_sys_thread(&broker)?;
         let mut server = Server {
@@ -117,6 +122,20 @@ impl Server {
         for acceptor in self.acceptors.drain(..) {
             let _ = acceptor.join();
         }
+        self.close_journal();
+    }
+
+    /// With persistence: lets the connections finish their teardown (each records what it
+    /// still has to), then writes what is pending and stops the journal thread.
+    fn close_journal(&self) {
+        let Some(journal) = self.broker.journal() else {
+            return;
+        };
+        let deadline = Instant::now() + TEARDOWN_WAIT;
+        while self.broker.connection_count() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        journal.close();
     }
 
     /// Stops accepting, closes every connection, and waits for the acceptors to finish.
@@ -137,6 +156,7 @@ impl Server {
             drop(stop);
             let _ = sys.join();
         }
+        self.close_journal();
         log::info!("mqttd on {:?} stopped", self.local_addrs);
     }
 }
@@ -165,6 +185,27 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// How long a stopping server with persistence waits for its connections to finish their
+/// teardown before it closes the journal. They take milliseconds; this bounds a stuck one.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(5);
+
+/// Reads the journal in `persistence_location` (creating it if need be), puts the state it
+/// holds back in place, and starts the journal thread. A directory that cannot be used, a
+/// file of another format, or a journal another broker holds is an error naming the path.
+fn open_journal(broker: &mut Broker) -> io::Result<()> {
+    let config = &broker.config;
+    let (dir, name) = (&config.persistence_location, &config.persistence_file);
+    let recovered = Journal::recover(dir, name).map_err(io::Error::other)?;
+    log::info!(
+        "persistence: read {} records from {}",
+        recovered.records,
+        dir.join(name).display()
+    );
+    broker.restore(&recovered.state);
+    broker.set_journal(Journal::start(recovered)?);
+    Ok(())
 }
 
 /// What the security files of the configuration hold: the `acl_file`'s rules and the

@@ -38,8 +38,9 @@ const LAYERS: &[&[&str]] = &[
     &["codec", "acl"],
     // 2: the queues between a publisher's thread and a subscriber's. May know packets.
     &["mailbox"],
-    // 3: one client's state and what its packets do. May know mailboxes, packets, topics.
-    &["session"],
+    // 3: one client's state and what its packets do; and the journal, which writes what
+    //    sessions and retained messages are made of. May know mailboxes, packets, topics.
+    &["session", "persistence"],
     // 4: the state all clients share: sessions by client, subscriptions, retained messages.
     &["broker"],
     // 5: the protocol steps that tie a connection's packets to the broker and a session.

@@ -9,6 +9,7 @@
 //! | `session_store.rs` | `SessionStore`: sessions by Client Identifier, takeover     |
 //! | `routing.rs`       | `Broker::publish`: from the trie to each subscriber's Outbox |
 //! | `retained.rs`      | [`RetainedMessages`]: the retained message of each topic    |
+//! | `durable.rs`       | the journal's side: what is recorded, and the state read back at start |
 //! | `stats.rs`, `sys_tree.rs` | the counters, and the `$SYS/broker/…` tree made of them |
 //!
 //! ## Locks
@@ -28,6 +29,7 @@
 //! a small block, copies out what it needs, and lets it drop before taking the next (even
 //! `set_acl`: it puts the rules in place, lets go, then walks the trie), so no deadlock.
 
+mod durable;
 mod retained;
 mod routing;
 mod session_store;
@@ -46,6 +48,7 @@ use crate::codec::{QoS, SubscribeReturnCode};
 use crate::config::Config;
 use crate::mailbox::{Message, Outbox};
 use crate::passwords::{Check, PasswordFile};
+use crate::persistence::Journal;
 use crate::session::SessionId;
 use crate::socket::Socket;
 use crate::topic::{self, SubscriptionTrie};
@@ -124,6 +127,11 @@ impl Sequence {
         Sequence(AtomicU64::new(1))
     }
 
+    /// Makes sure no number up to `used` is handed out (ids read back from the journal).
+    fn skip_past(&self, used: u64) {
+        self.0.fetch_max(used + 1, Ordering::Relaxed);
+    }
+
     fn next(&self) -> u64 {
         self.0.fetch_add(1, Ordering::Relaxed)
     }
@@ -161,6 +169,8 @@ pub struct Broker {
     stats: stats::Stats,
     /// When the broker started, for `$SYS/broker/uptime`.
     started: Instant,
+    /// The persistence journal (`persistence true`), or `None`: everything in memory.
+    journal: Option<Journal>,
 }
 
 impl Broker {
@@ -178,6 +188,7 @@ impl Broker {
             stopping: AtomicBool::new(false),
             stats: stats::Stats::default(),
             started: Instant::now(),
+            journal: None,
         }
     }
 
@@ -365,6 +376,7 @@ impl Broker {
         if let Some(orphan) = orphan {
             let session = &orphan.session;
             self.unsubscribe_all(session.id, session.filters());
+            self.record_session_end(session);
         }
         taken_over
     }
@@ -414,6 +426,7 @@ impl Broker {
         for (client_id, expired) in self.sessions.expire(max_away, now) {
             let session = &expired.session;
             self.unsubscribe_all(session.id, session.filters());
+            self.record_session_end(session);
             self.stats.count_expiry();
             log::info!(
                 "client {client_id:?}: its session expired after {max_away:?} away \

@@ -70,6 +70,7 @@ mod tests {
             payload: Arc::from(payload.as_bytes()),
             qos: QoS::AtLeastOnce,
             retain: true,
+            stored: None,
         }
     }
 

@@ -29,7 +29,8 @@ use std::sync::Arc;
 
 use super::{Broker, SessionId};
 use crate::codec::QoS;
-use crate::mailbox::{Delivery, Doorbells, Message, Offer, Outbox};
+use crate::mailbox::{Delivery, Doorbells, Message, MessageId, Offer, Outbox};
+use crate::persistence::{Record, Ticket};
 
 impl Broker {
     /// Delivers `message` to every session with a matching subscription ([MQTT-4.5.0-1]),
@@ -38,9 +39,28 @@ impl Broker {
     ///
     /// A session with several matching subscriptions gets the message once, at the highest
     /// QoS among them ([MQTT-3.3.5-1]).
-    pub(crate) fn publish(&self, message: &Message, doorbells: &mut Doorbells) {
+    pub(crate) fn publish(&self, message: &Message, doorbells: &mut Doorbells) -> Ticket {
+        // With persistence, the message gets its number in the journal before anyone can
+        // see it: a writer records what it sends by that number, after this record.
+        let numbered;
+        let journal = self.journal().filter(|_| !is_sys(&message.topic));
+        let message = match journal {
+            Some(journal) => {
+                numbered = Message {
+                    stored: Some(journal.next_message_id()),
+                    ..message.clone()
+                };
+                &numbered
+            }
+            None => message,
+        };
+        let mut ticket = Ticket::NONE;
         // [MQTT-3.3.1-12] RETAIN=0 leaves the retained messages alone.
         if message.retain {
+            // Recorded before it is retained: a new subscriber's writer may send it at once.
+            if message.stored.is_some() {
+                ticket = self.record(Record::Message(message.clone()));
+            }
             self.retained.lock().set(message);
         }
         let mut targets: Vec<(SessionId, QoS, Arc<Outbox>)> = Vec::new();
@@ -56,16 +76,60 @@ impl Broker {
                 targets.push((*session, subscriber.qos, Arc::clone(&subscriber.outbox)));
             });
         }
-        for (granted, outbox) in one_per_session(targets) {
+        let targets: Vec<(QoS, Arc<Outbox>)> = one_per_session(targets).collect();
+        if let (Some(id), Some(_)) = (message.stored, journal) {
+            ticket = ticket.max(self.record_routing(message, id, &targets));
+        }
+        for (granted, outbox) in targets {
             let delivery = Delivery::forwarded(message.clone(), granted);
+            let durable = delivery.qos != QoS::AtMostOnce;
             match outbox.offer(delivery) {
-                Offer::Queued => doorbells.add(outbox),
-                Offer::Dropped => {
-                    self.stats.count_drop();
+                Offer::Queued => {
+                    doorbells.add(outbox);
+                    continue;
                 }
+                Offer::Dropped => self.stats.count_drop(),
                 Offer::Skipped => {}
             }
+            // Not queued after all: the journal, told it was, must be told it was not.
+            if let (Some(session), Some(id), true) = (outbox.on_disk(), message.stored, durable) {
+                let dropped = Record::Dropped {
+                    session,
+                    message: id,
+                };
+                ticket = ticket.max(self.record(dropped));
+            }
         }
+        ticket
+    }
+
+    /// Records the message (unless RETAIN already did) and the sessions on disk it is
+    /// queued for, at QoS 1 or 2: one copy of the payload in the journal, however many
+    /// sessions get it. Nothing when no session on disk gets it.
+    fn record_routing(
+        &self,
+        message: &Message,
+        id: MessageId,
+        targets: &[(QoS, Arc<Outbox>)],
+    ) -> Ticket {
+        let on_disk: Vec<(u64, QoS)> = targets
+            .iter()
+            .filter_map(|(granted, outbox)| {
+                let qos = message.qos.min(*granted);
+                let session = outbox.on_disk()?;
+                (qos != QoS::AtMostOnce).then_some((session, qos))
+            })
+            .collect();
+        if on_disk.is_empty() {
+            return Ticket::NONE;
+        }
+        if !message.retain {
+            self.record(Record::Message(message.clone()));
+        }
+        self.record(Record::Routed {
+            message: id,
+            targets: on_disk,
+        })
     }
 
     /// Counts a message dropped for `outbox`'s session outside `Outbox::offer` (a retained
@@ -74,6 +138,12 @@ impl Broker {
         outbox.record_drop();
         self.stats.count_drop();
     }
+}
+
+/// Whether `topic` is in the broker's own `$SYS` tree, which is never written to the
+/// journal: the `sys` thread publishes it afresh after every start.
+fn is_sys(topic: &str) -> bool {
+    topic.split('/').next() == Some("$SYS")
 }
 
 /// Merges overlapping subscriptions of the same session into one target, keeping the
@@ -100,6 +170,7 @@ mod tests {
             payload: Arc::from(&b"x"[..]),
             qos,
             retain: false,
+            stored: None,
         }
     }
 
@@ -112,7 +183,7 @@ mod tests {
 
     /// An Outbox whose client is connected.
     fn connected_outbox(name: &str, capacity: usize) -> (Arc<Outbox>, Receiver<Delivery>) {
-        let (outbox, inbox) = Outbox::new(name.into(), capacity);
+        let (outbox, inbox) = Outbox::new(name.into(), capacity, None);
         outbox.set_connected(true);
         (outbox, inbox)
     }
@@ -157,8 +228,8 @@ mod tests {
 
     #[test]
     fn one_per_session_keeps_the_highest_qos() {
-        let (a, _ra) = Outbox::new("a".into(), 1);
-        let (b, _rb) = Outbox::new("b".into(), 1);
+        let (a, _ra) = Outbox::new("a".into(), 1, None);
+        let (b, _rb) = Outbox::new("b".into(), 1, None);
         let targets = vec![
             (7, QoS::AtMostOnce, Arc::clone(&a)),
             (3, QoS::AtMostOnce, Arc::clone(&b)),
@@ -224,7 +295,7 @@ mod tests {
     #[test]
     fn an_offline_session_queues_qos1_and_2_but_not_qos0_mqtt_3_1_2_5() {
         let broker = Broker::new(Config::default());
-        let (outbox, inbox) = Outbox::new("away".into(), 10);
+        let (outbox, inbox) = Outbox::new("away".into(), 10, None);
         broker.subscribe(1, "t", Subscriber::new(&outbox, QoS::ExactlyOnce));
         for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
             broker.publish_now(&message("t", qos));

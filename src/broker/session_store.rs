@@ -103,6 +103,15 @@ impl SessionStore {
         self.session_ids.next()
     }
 
+    /// Puts a session read back from the persistence journal in place, waiting for its
+    /// client; new sessions are numbered after it.
+    pub(crate) fn store_recovered(&self, stored: StoredSession) {
+        self.session_ids.skip_past(stored.session.id);
+        let client_id = Arc::clone(&stored.session.client_id);
+        let slot = SessionSlot::Stored(Box::new(stored));
+        self.slots.lock().insert(client_id, slot);
+    }
+
     /// Makes `connection` the holder of `client_id`. A live connection holding it is shut
     /// down ([MQTT-3.1.4-2]) and its session waited for; a stored session is handed over.
     /// Returns `None` if the old connection did not hand its session back in time.
@@ -294,6 +303,7 @@ mod tests {
         let limits = Limits {
             max_queued: 10,
             max_in_flight: 10,
+            on_disk: false,
         };
         let id = store.new_session_id();
         let (session, writer_side) = Session::new(id, client_id.into(), false, limits);

@@ -80,6 +80,7 @@ impl SysTree {
                 payload: Arc::from(value.as_bytes()),
                 qos: QoS::AtMostOnce,
                 retain: true,
+                stored: None,
             };
             broker.publish(&message, &mut doorbells);
             self.published.insert(topic, value);
@@ -175,7 +176,7 @@ mod tests {
 
     /// Subscribes a connected session to `filter` and returns what it receives.
     fn watch(broker: &Broker, session: SessionId, filter: &str) -> Receiver<Delivery> {
-        let (outbox, inbox) = Outbox::new("watcher".into(), 1000);
+        let (outbox, inbox) = Outbox::new("watcher".into(), 1000, None);
         outbox.set_connected(true);
         broker.subscribe(session, filter, Subscriber::new(&outbox, QoS::AtMostOnce));
         inbox

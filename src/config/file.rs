@@ -11,7 +11,7 @@
 //! | group | what happens | examples |
 //! |-------|--------------|----------|
 //! | supported | read into [`Config`], with Mosquitto's meaning | `listener`, `allow_anonymous`, `password_file` |
-//! | not supported *yet* | refused with an error naming the key: a feature another issue brings | `persistence true`, `certfile`, `protocol websockets`, `connection` |
+//! | not supported *yet* | refused with an error naming the key: a feature another issue brings | `certfile`, `protocol websockets`, `connection` |
 //! | refused for safety | refused: ignoring it would change who may do what | `plugin`, `mount_point`, `clientid_prefixes` |
 //! | ignored | a warning naming file, line and key, then on | `log_dest`, `set_tcp_nodelay`, `memory_limit` |
 //!
@@ -184,6 +184,21 @@ fn apply_supported(
         "allow_zero_length_clientid" => {
             config.allow_zero_length_clientid = boolean(at, one(at, values)?)?
         }
+        // `retained_persistence` is Mosquitto's older name for the same switch.
+        "persistence" | "retained_persistence" => {
+            config.persistence = boolean(at, one(at, values)?)?
+        }
+        "persistence_location" => config.persistence_location = path(at, values)?,
+        "persistence_file" => {
+            let name = one(at, values)?;
+            if name.contains('/') {
+                return Err(at.error(format!(
+                    "persistence_file: expected a file name, found the path {name:?} \
+                     (the directory is persistence_location)"
+                )));
+            }
+            config.persistence_file = name.to_owned();
+        }
         _ => return apply_limit(config, at, values),
     }
     Ok(true)
@@ -226,18 +241,15 @@ fn apply_limit(config: &mut Config, at: &Place, values: &[&str]) -> Result<bool,
 }
 
 /// Keys whose only value mqttd can honour is the one that changes nothing:
-/// `per_listener_settings false`, `persistence false`, `protocol mqtt`, TLS switches set to
-/// false, and the paths that only matter once persistence is on. True if the line is one
-/// of those; other values of these keys are left to [`refusal`].
+/// `per_listener_settings false`, `protocol mqtt`, TLS switches set to false, and
+/// Mosquitto's autosave timing, which a journal that writes every change before it is
+/// acknowledged has no use for. True if the line is one of those; other values of these
+/// keys are left to [`refusal`].
 fn is_settled(at: &Place, values: &[&str]) -> Result<bool, ConfigFileError> {
     let settled = match at.key {
-        "persistence_location"
-        | "persistence_file"
-        | "autosave_interval"
-        | "autosave_on_changes" => true,
+        "autosave_interval" | "autosave_on_changes" => true,
         "protocol" => one(at, values)? == "mqtt",
         "per_listener_settings"
-        | "persistence"
         | "require_certificate"
         | "use_identity_as_username"
         | "use_subject_as_username" => !boolean(at, one(at, values)?)?,
@@ -251,9 +263,6 @@ fn is_settled(at: &Place, values: &[&str]) -> Result<bool, ConfigFileError> {
 fn refusal(at: &Place, values: &[&str]) -> Option<ConfigFileError> {
     let key = at.key;
     let error = match key {
-        "persistence" | "retained_persistence" => {
-            at.not_yet("persistence comes with the persistence issue")
-        }
         "per_listener_settings" => at.not_yet("mqttd has one set of security settings"),
         "protocol" if values.first() == Some(&"websockets") => {
             at.not_yet("WebSocket listeners come with the transports issue")
@@ -593,7 +602,6 @@ mod tests {
     #[test]
     fn features_not_built_yet_are_refused_by_name() {
         for line in [
-            "persistence true",
             "certfile /etc/c.pem",
             "listener 9001\nprotocol websockets",
             "connection edge",
@@ -602,7 +610,7 @@ mod tests {
             let message = error(line);
             assert!(message.contains("not supported yet"), "{line}: {message}");
         }
-        let fine = read("persistence false\nprotocol mqtt\nrequire_certificate false\n");
+        let fine = read("protocol mqtt\nrequire_certificate false\nautosave_interval 60\n");
         assert!(fine.is_ok());
     }
 

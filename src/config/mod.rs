@@ -96,7 +96,20 @@ pub struct Config {
     /// Whether a client may connect with an empty Client Identifier (Clean Session 1 only,
     /// [MQTT-3.1.3-6]) and be given one. Default true, as Mosquitto.
     pub allow_zero_length_clientid: bool,
+    /// Mosquitto's `persistence`: keep Clean Session 0 sessions, their queued QoS 1 and 2
+    /// messages and the retained messages in a journal on disk, so that they survive a
+    /// restart or a crash (`src/persistence/`). Default false: everything lives in memory.
+    pub persistence: bool,
+    /// Mosquitto's `persistence_location`: the directory of the journal, created if missing.
+    /// Default: the directory the broker was started in, as Mosquitto.
+    pub persistence_location: PathBuf,
+    /// Mosquitto's `persistence_file`: the journal's file name in that directory.
+    pub persistence_file: String,
 }
+
+/// The journal's file name unless `persistence_file` says otherwise (Mosquitto's is
+/// `mosquitto.db`, a different format: the names differ so that one is not read as the other).
+pub const DEFAULT_PERSISTENCE_FILE: &str = "mqttd.journal";
 
 impl Default for Config {
     fn default() -> Self {
@@ -115,6 +128,9 @@ impl Default for Config {
             sys_interval: Duration::from_secs(10),
             allow_zero_length_clientid: true,
             persistent_client_expiration: None,
+            persistence: false,
+            persistence_location: PathBuf::from("."),
+            persistence_file: DEFAULT_PERSISTENCE_FILE.to_owned(),
         }
     }
 }

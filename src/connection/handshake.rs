@@ -104,7 +104,22 @@ fn accept(
         clean_session,
         ..
     } = connect;
-    let opened = open_session(broker, connection, socket, Arc::clone(&client_id), connect)?;
+    let mut opened = open_session(broker, connection, socket, Arc::clone(&client_id), connect)?;
+    // With persistence, CONNACK waits until a new session is on disk.
+    if let Err(failed) = broker.wait_for_disk(opened.handler.take_ticket()) {
+        let Opened {
+            handler,
+            writer_side,
+            ..
+        } = opened;
+        return Err(give_up(
+            handler,
+            Some(writer_side),
+            connection,
+            broker,
+            failed,
+        ));
+    }
     let session_present = opened.session_present;
     let started = Started {
         input,
@@ -243,6 +258,7 @@ fn start_session_threads(
     let client_id = Arc::clone(&handler.session.client_id);
     let (hand_over, handed) = crossbeam_channel::bounded::<Box<Reader>>(1);
     if let Err(e) = spawn_named(format!("rx:{client_id}"), move || wait_for_reader(handed)) {
+        let e = format!("cannot start a connection thread: {e}");
         return Err(give_up(handler, Some(writer_side), connection, broker, e));
     }
     let (control_tx, control_rx) = crossbeam_channel::bounded(CONTROL_QUEUE);
@@ -272,7 +288,10 @@ fn start_session_threads(
     }) {
         Ok(thread) => thread,
         // Dropping `hand_over` on the way out lets the waiting reader thread end.
-        Err(e) => return Err(give_up(handler, None, connection, broker, e)),
+        Err(e) => {
+            let e = format!("cannot start a connection thread: {e}");
+            return Err(give_up(handler, None, connection, broker, e));
+        }
     };
     let reader = Box::new(Reader {
         input,
@@ -328,7 +347,7 @@ fn give_up(
     writer_side: Option<WriterSide>,
     connection: ConnectionId,
     broker: &Broker,
-    error: io::Error,
+    what: impl ToString,
 ) -> Refusal {
     let client_id = Arc::clone(&handler.session.client_id);
     let kept = handler.close(broker, writer_side);
@@ -336,7 +355,7 @@ fn give_up(
     Refusal::Connack {
         code: ConnectReturnCode::ServerUnavailable,
         rule: "§3.2.2.3",
-        what: format!("cannot start a connection thread: {error}"),
+        what: what.to_string(),
     }
 }
 

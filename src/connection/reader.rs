@@ -123,9 +123,10 @@ impl Reader {
         }
     }
 
-    /// Ends a batch: wakes the writers of the subscribers it fed, and passes its requests
-    /// to our writer, in the order the packets came (PUBACKs and PUBRECs in the order of
-    /// their PUBLISHes, [MQTT-4.6.0-2] [MQTT-4.6.0-3]).
+    /// Ends a batch: wakes the writers of the subscribers it fed, waits (with persistence)
+    /// until what the batch recorded is on disk, and passes its requests to our writer, in
+    /// the order the packets came (PUBACKs and PUBRECs in the order of their PUBLISHes,
+    /// [MQTT-4.6.0-2] [MQTT-4.6.0-3]).
     fn hand_over(
         &mut self,
         requests: &mut Vec<ToWriter>,
@@ -133,6 +134,12 @@ impl Reader {
     ) -> Result<(), CloseReason> {
         doorbells.ring();
         self.broker.count_received(self.traffic.take());
+        // No acknowledgement before the state it confirms is on disk: one wait for the
+        // whole batch, which the journal commits with everyone else's (group commit).
+        let ticket = self.handler.take_ticket();
+        if let Err(failed) = self.broker.wait_for_disk(ticket) {
+            return Err(CloseReason::JournalFailed(failed));
+        }
         for request in requests.drain(..) {
             // Blocks while the control channel is full (our client is slow to read its
             // answers, so we stop reading its requests). Fails only if the writer has

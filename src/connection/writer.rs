@@ -24,8 +24,9 @@ use crate::acl::ClientAcl;
 use crate::broker::{Broker, Traffic};
 use crate::codec::{Packet, QoS};
 use crate::mailbox::{Delivery, Outbox};
+use crate::persistence::{Record, Ticket};
 use crate::protocol::ToWriter;
-use crate::session::{Outbound, WriterSide, WrongAck};
+use crate::session::{ClientAck, Outbound, WriterSide, WrongAck};
 use crate::socket::Socket;
 
 use super::{log_sent, panic_message, trace_bytes};
@@ -54,6 +55,9 @@ pub(super) struct Writer {
     /// Set when the client broke a rule that only the writer can see (an acknowledgement
     /// of the wrong kind): the writer closes the connection and tells the reader why.
     violation: Option<WrongAck>,
+    /// The last journal record of what the batch holds (a PUBLISH sent, a PUBREL), which
+    /// must be on disk before the batch is written: see [`Writer::flush`].
+    ticket: Ticket,
 }
 
 /// What the writer thread hands back to the reader when it ends.
@@ -102,7 +106,26 @@ impl Writer {
             last_drop_report: Instant::now(),
             traffic: Traffic::default(),
             violation: None,
+            ticket: Ticket::NONE,
         }
+    }
+
+    /// Writes a record about the session, if it is kept on disk, for the batch to wait on.
+    fn record(&mut self, change: impl FnOnce(u64) -> Record) {
+        if let Some(session) = self.outbox.on_disk() {
+            self.ticket = self.ticket.max(self.broker.record(change(session)));
+        }
+    }
+
+    /// Records what an acknowledgement from the client did to a message in flight.
+    fn record_ack(&mut self, ack: ClientAck) {
+        let packet_id = ack.packet_id();
+        self.record(|session| match ack {
+            ClientAck::Pubrec(_) => Record::PubrelSent { session, packet_id },
+            ClientAck::Puback(_) | ClientAck::Pubcomp(_) => {
+                Record::Delivered { session, packet_id }
+            }
+        });
     }
 
     /// Serves the connection until the reader lets go of control or the socket fails.
@@ -231,8 +254,13 @@ impl Writer {
         match work {
             Work::Control(ToWriter::Send(packet)) => self.write(&packet),
             Work::Control(ToWriter::Ack(ack)) => match outbound.acknowledge(ack) {
-                Ok(Some(answer)) => self.write(&answer),
-                Ok(None) => Ok(()),
+                Ok(answer) => {
+                    self.record_ack(ack);
+                    match answer {
+                        Some(answer) => self.write(&answer),
+                        None => Ok(()),
+                    }
+                }
                 Err(wrong) => Err(self.violation(wrong)),
             },
             Work::Control(ToWriter::SendRetained {
@@ -268,6 +296,15 @@ impl Writer {
             if delivery.qos == QoS::AtMostOnce || accepts_new(outbound) {
                 self.send(delivery, outbound)?;
             } else if outbound.deferred_count() < self.outbox.capacity() {
+                if let Some(message) = delivery.message.stored {
+                    let qos = delivery.qos;
+                    self.record(|session| Record::Queued {
+                        session,
+                        message,
+                        qos,
+                        retain: true,
+                    });
+                }
                 outbound.defer(delivery);
             } else {
                 self.broker.count_drop(&self.outbox);
@@ -279,7 +316,19 @@ impl Writer {
     fn send(&mut self, delivery: Delivery, outbound: &mut Outbound) -> io::Result<()> {
         #[cfg(feature = "fault-injection")]
         crate::fault::inject(&delivery.message.topic, crate::fault::PANIC_IN_WRITER);
+        let (stored, qos, retain) = (delivery.message.stored, delivery.qos, delivery.retain);
         let publish = outbound.send(delivery);
+        // In flight from now on, under this Packet Identifier: recorded before the PUBLISH
+        // leaves, so that after a crash it is re-sent with the same id ([MQTT-4.4.0-1]).
+        if let (Some(message), Some(packet_id)) = (stored, publish.packet_id) {
+            self.record(|session| Record::Sent {
+                session,
+                message,
+                packet_id,
+                qos,
+                retain,
+            });
+        }
         self.write(&Packet::Publish(publish))
     }
 
@@ -298,11 +347,18 @@ impl Writer {
     }
 
     /// Writes the batch to the socket: one `write` system call, unless the socket's send
-    /// buffer is full (then `write_all` blocks until the client reads).
+    /// buffer is full (then `write_all` blocks until the client reads). With persistence,
+    /// first waits until the journal holds what the batch commits the session to: a QoS 2
+    /// PUBLISH or a PUBREL that left before its record could, after a crash, be sent again
+    /// as a new message and delivered twice.
     fn flush(&mut self) -> io::Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
+        let ticket = std::mem::take(&mut self.ticket);
+        self.broker
+            .wait_for_disk(ticket)
+            .map_err(io::Error::other)?;
         let written = self.socket.write_all(&self.batch);
         self.batch.clear();
         if written.is_ok() {
@@ -332,12 +388,15 @@ impl Writer {
     /// After a failed write, keeps applying what the reader still sends until it lets go of
     /// the channel: acknowledgements already received must not be lost, or a kept session
     /// would re-send messages the client has finished with.
-    fn drain_after_failure(&self, outbound: &mut Outbound) {
-        for request in self.control.iter() {
+    fn drain_after_failure(&mut self, outbound: &mut Outbound) {
+        let control = self.control.clone();
+        for request in control.iter() {
             match request {
                 ToWriter::Ack(ack) => {
                     // A wrong one changes nothing; the connection is closing anyway.
-                    let _ = outbound.acknowledge(ack);
+                    if outbound.acknowledge(ack).is_ok() {
+                        self.record_ack(ack);
+                    }
                 }
                 // Answers and retained messages are for a connection that is gone.
                 ToWriter::Send(_) | ToWriter::SendRetained { .. } => {}

@@ -12,7 +12,8 @@ use crate::codec::{
     Packet, PacketId, Publish, QoS, Suback, Subscribe, SubscribeReturnCode, Unsubscribe, Will,
 };
 use crate::mailbox::{Doorbells, Message};
-use crate::session::{ClientAck, Limits, Session, WriterSide};
+use crate::persistence::{Record, Ticket};
+use crate::session::{ClientAck, Session, WriterSide};
 
 use super::{CloseReason, ToWriter};
 
@@ -32,6 +33,10 @@ pub(crate) struct Handler {
     acl_generation: u64,
     /// The last write verdict of those rules (`WriteVerdicts`), to skip them on a repeat.
     written: WriteVerdicts,
+    /// With persistence: the last record the packets handled since the last
+    /// [`Handler::take_ticket`] wrote, which must be on disk before their acknowledgements
+    /// go out.
+    ticket: Ticket,
 }
 
 /// A client ready to run: the reader's part, the writer's part, and whether its session
@@ -58,23 +63,29 @@ impl Handler {
                 session,
                 writer_side,
             }) if !clean_session => Opened {
-                handler: Handler::new(session, will),
+                handler: Handler::new(session, will, Ticket::NONE),
                 writer_side,
                 session_present: true,
             },
             previous => {
                 // [MQTT-3.1.2-6] Clean Session 1 discards whatever was stored.
+                let mut ticket = Ticket::NONE;
                 if let Some(old) = previous {
                     broker.unsubscribe_all(old.session.id, old.session.filters());
+                    ticket = broker.record_session_end(&old.session);
                 }
-                let limits = Limits {
-                    max_queued: broker.config.max_queued_messages,
-                    max_in_flight: broker.config.max_inflight_messages,
-                };
                 let id = broker.sessions().new_session_id();
+                let limits = broker.session_limits();
                 let (session, writer_side) = Session::new(id, client_id, clean_session, limits);
+                if let Some(on_disk) = session.on_disk() {
+                    let client_id = Arc::clone(&session.client_id);
+                    ticket = broker.record(Record::SessionOpened {
+                        session: on_disk,
+                        client_id,
+                    });
+                }
                 Opened {
-                    handler: Handler::new(session, will),
+                    handler: Handler::new(session, will, ticket),
                     writer_side,
                     // [MQTT-3.2.2-1] [MQTT-3.2.2-3] a new session is not present.
                     session_present: false,
@@ -84,7 +95,7 @@ impl Handler {
     }
 
     /// A handler for an anonymous client, with no access rules until [`Handler::identify`].
-    fn new(session: Session, will: Option<Will>) -> Handler {
+    fn new(session: Session, will: Option<Will>, ticket: Ticket) -> Handler {
         let identity = Arc::new(Identity {
             client_id: Arc::clone(&session.client_id),
             username: None,
@@ -96,6 +107,21 @@ impl Handler {
             acl: None,
             acl_generation: 0,
             written: WriteVerdicts::default(),
+            ticket,
+        }
+    }
+
+    /// Takes the ticket of the last record written since the last call: everything the
+    /// caller is about to acknowledge waits for it (`Broker::wait_for_disk`).
+    pub(crate) fn take_ticket(&mut self) -> Ticket {
+        std::mem::take(&mut self.ticket)
+    }
+
+    /// Writes a record about this client's session, if the session is kept on disk, and
+    /// remembers to wait for it. `change` gets the session's id in the journal.
+    fn record(&mut self, broker: &Broker, change: impl FnOnce(u64) -> Record) {
+        if let Some(session) = self.session.on_disk() {
+            self.ticket = self.ticket.max(broker.record(change(session)));
         }
     }
 
@@ -107,6 +133,8 @@ impl Handler {
         });
         self.acl_generation = broker.acl_generation();
         self.acl = broker.client_acl(&self.identity.who());
+        let username = username.map(Box::from);
+        self.record(broker, |session| Record::Identified { session, username });
     }
 
     /// Asks for this client's rules again if the `acl_file` was reloaded since they were
@@ -132,7 +160,7 @@ impl Handler {
         self.follow_reload(broker);
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish, broker, out, doorbells),
-            Packet::Pubrel(id) => out.push(ToWriter::Send(self.handle_pubrel(id))),
+            Packet::Pubrel(id) => out.push(ToWriter::Send(self.handle_pubrel(id, broker))),
             Packet::Puback(id) => out.push(ToWriter::Ack(ClientAck::Puback(id))),
             Packet::Pubrec(id) => out.push(ToWriter::Ack(ClientAck::Pubrec(id))),
             Packet::Pubcomp(id) => out.push(ToWriter::Ack(ClientAck::Pubcomp(id))),
@@ -180,6 +208,7 @@ impl Handler {
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
+            stored: None,
         };
         // A message the broker will not pass on is still acknowledged as its QoS asks:
         // MQTT 3.1.1 has no way to say no to a PUBLISH.
@@ -187,7 +216,8 @@ impl Handler {
         match (publish.qos, publish.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
                 if route {
-                    broker.publish(&message, doorbells);
+                    let routed = broker.publish(&message, doorbells);
+                    self.ticket = self.ticket.max(routed);
                 }
                 // [MQTT-4.3.2-2] PUBACK after taking ownership; a later PUBLISH with the same
                 // id is a new message, whatever its DUP flag.
@@ -196,13 +226,24 @@ impl Handler {
             (QoS::ExactlyOnce, Some(id)) => {
                 // [MQTT-4.3.3-2] route on the first PUBLISH with this id only; a re-send
                 // before PUBREL gets PUBREC again and is not routed a second time.
-                if self.session.receive_qos2(id) && route {
-                    broker.publish(&message, doorbells);
+                if self.session.receive_qos2(id) {
+                    if route {
+                        let routed = broker.publish(&message, doorbells);
+                        self.ticket = self.ticket.max(routed);
+                    }
+                    let packet_id = id;
+                    self.record(broker, |session| Record::Qos2Received {
+                        session,
+                        packet_id,
+                    });
                 }
                 out.push(ToWriter::Send(Packet::Pubrec(id)));
             }
-            // QoS 0 (the decoder guarantees an identifier exactly when QoS > 0).
-            _ if route => broker.publish(&message, doorbells),
+            // QoS 0 (the decoder guarantees an identifier exactly when QoS > 0). Nothing is
+            // acknowledged, so nothing waits for the disk: not even a retained message.
+            _ if route => {
+                broker.publish(&message, doorbells);
+            }
             _ => {}
         }
     }
@@ -238,8 +279,14 @@ impl Handler {
 
     /// [MQTT-4.3.3-2] PUBREL releases the identifier, and PUBCOMP confirms it. An unknown
     /// identifier is answered too, so that a client retrying after a reconnect can finish.
-    fn handle_pubrel(&mut self, id: PacketId) -> Packet {
-        self.session.release(id);
+    fn handle_pubrel(&mut self, id: PacketId, broker: &Broker) -> Packet {
+        if self.session.release(id) {
+            let packet_id = id;
+            self.record(broker, |session| Record::Qos2Released {
+                session,
+                packet_id,
+            });
+        }
         Packet::Pubcomp(id)
     }
 
@@ -264,9 +311,14 @@ impl Handler {
                 reading: reading.clone(),
                 owner: Arc::clone(&self.identity),
             };
-            let session = &mut self.session;
-            let code = broker.subscribe(session.id, &request.filter, subscriber);
+            let code = broker.subscribe(self.session.id, &request.filter, subscriber);
             if let SubscribeReturnCode::Granted(granted) = code {
+                let filter = Box::from(request.filter.as_str());
+                self.record(broker, |session| Record::Subscribed {
+                    session,
+                    filter,
+                    qos: granted,
+                });
                 // [MQTT-3.8.4-3] a repeated filter replaces the subscription, and its
                 // retained messages are sent again.
                 retained.push(ToWriter::SendRetained {
@@ -274,7 +326,7 @@ impl Handler {
                     granted,
                     reading,
                 });
-                session.subscribed(request.filter);
+                self.session.subscribed(request.filter);
             }
             return_codes.push(code);
         }
@@ -311,6 +363,8 @@ impl Handler {
             // Messages already in flight or queued are still delivered ([MQTT-3.10.4-3]).
             broker.unsubscribe(self.session.id, filter);
             self.session.unsubscribed(filter);
+            let filter = Box::from(filter.as_str());
+            self.record(broker, |session| Record::Unsubscribed { session, filter });
         }
         Packet::Unsuback(unsubscribe.packet_id)
     }
@@ -325,6 +379,7 @@ impl Handler {
                 topic: Arc::from(will.topic.as_str()),
                 payload: Arc::from(will.message),
                 qos: will.qos,
+                stored: None,
                 retain: will.retain,
             };
             // A Will is the client's message, published for it: the checks of its PUBLISHes
@@ -371,6 +426,8 @@ impl Handler {
             }
             _ => {
                 broker.unsubscribe_all(session.id, session.filters());
+                // Only when the writer thread died can a session on disk end here.
+                broker.record_session_end(&session);
                 None
             }
         }

@@ -35,7 +35,7 @@ use crossbeam_channel::Receiver;
 use crate::codec::PacketId;
 use crate::mailbox::{Delivery, Outbox};
 
-pub use outbound::{ClientAck, Outbound, WrongAck};
+pub use outbound::{ClientAck, Outbound, Stage, WrongAck};
 
 /// Identifies one session. A new id for each session, so that the teardown of an old
 /// connection can never remove what a newer session of the same client subscribed; the
@@ -72,11 +72,14 @@ pub struct WriterSide {
     pub outbound: Outbound,
 }
 
-/// How big a new session's queues are: `max_queued_messages` and `max_inflight_messages`.
+/// How a new session is kept: how big its queues are (`max_queued_messages` and
+/// `max_inflight_messages`), and whether a Clean Session 0 session is written to the
+/// persistence journal (`persistence true`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_queued: usize,
     pub max_in_flight: usize,
+    pub on_disk: bool,
 }
 
 impl Session {
@@ -87,7 +90,10 @@ impl Session {
         clean_session: bool,
         limits: Limits,
     ) -> (Session, WriterSide) {
-        let (outbox, deliveries) = Outbox::new(Arc::clone(&client_id), limits.max_queued);
+        // [MQTT-4.1.0-1] a Clean Session 0 session outlives the connection; with persistence
+        // it outlives the broker too, under its id in the journal.
+        let on_disk = (limits.on_disk && !clean_session).then_some(id);
+        let (outbox, deliveries) = Outbox::new(Arc::clone(&client_id), limits.max_queued, on_disk);
         let session = Session {
             id,
             client_id,
@@ -106,6 +112,29 @@ impl Session {
 
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox
+    }
+
+    /// Its id in the persistence journal, if it is written there (Clean Session 0 with
+    /// `persistence true`): every change to it is then recorded before it is acknowledged.
+    pub fn on_disk(&self) -> Option<SessionId> {
+        self.outbox.on_disk()
+    }
+
+    /// A session read back from the journal at start-up, as its client left it: its
+    /// filters and the QoS 2 ids that await PUBREL. Its messages go into the writer side
+    /// (`Outbound::restore`) and its queue.
+    pub fn recovered(
+        id: SessionId,
+        client_id: Arc<str>,
+        limits: Limits,
+        filters: impl Iterator<Item = String>,
+        awaiting_release: impl Iterator<Item = PacketId>,
+    ) -> (Session, WriterSide) {
+        let (mut session, writer_side) = Session::new(id, client_id, false, limits);
+        session.filters.extend(filters);
+        session.awaiting_release.extend(awaiting_release);
+        session.away_since = Some(Instant::now());
+        (session, writer_side)
     }
 
     /// The filters this session is subscribed to.
@@ -130,9 +159,9 @@ impl Session {
     }
 
     /// PUBREL for `id` arrived: the identifier may name a new message from now on
-    /// ([MQTT-4.3.3-2]).
-    pub fn release(&mut self, id: PacketId) {
-        self.awaiting_release.remove(&id);
+    /// ([MQTT-4.3.3-2]). False if it was not awaiting release.
+    pub fn release(&mut self, id: PacketId) -> bool {
+        self.awaiting_release.remove(&id)
     }
 }
 
@@ -143,6 +172,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_queued: 10,
         max_in_flight: 2,
+        on_disk: false,
     };
 
     #[test]

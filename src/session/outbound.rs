@@ -133,6 +133,18 @@ impl Outbound {
         self.in_flight.len()
     }
 
+    /// Puts back a message that was in flight when the broker stopped, with its Packet
+    /// Identifier and stage, to be re-sent when the client returns ([MQTT-4.4.0-1]).
+    pub fn restore(&mut self, id: PacketId, delivery: Delivery, stage: Stage) {
+        self.ids_in_use.insert(id);
+        self.last_id = self.last_id.max(id);
+        self.in_flight.push_back(InFlight {
+            id,
+            delivery,
+            stage,
+        });
+    }
+
     /// Keeps a delivery for later, behind everything already waiting.
     pub fn defer(&mut self, delivery: Delivery) {
         self.pending.push_back(delivery);
@@ -278,6 +290,7 @@ mod tests {
                 payload: Arc::from(payload.as_bytes()),
                 qos,
                 retain: false,
+                stored: None,
             },
             qos,
             retain: false,

@@ -1,0 +1,138 @@
+//! The broker's side of persistence: handing records to the journal, waiting for them to
+//! be on disk, and putting the state read back from the journal in place at start-up.
+//!
+//! The journal itself (`src/persistence/`) knows records and files, nothing of sessions or
+//! tries. Here a recovered session becomes a stored [`Session`] again, its subscriptions go
+//! back into the trie and its messages back into its queue and in-flight window, exactly
+//! as if its client had just disconnected. Without `persistence true` there is no journal,
+//! every `record` is a no-op that returns `Ticket::NONE`, and nothing waits.
+
+use std::sync::Arc;
+
+use super::{Broker, Identity, StoredSession, Subscriber};
+use crate::mailbox::{Delivery, Message};
+use crate::persistence::{Journal, JournalFailed, Record, State, Ticket};
+use crate::session::{Limits, Session, Stage};
+
+impl Broker {
+    /// Starts recording into `journal`, once the state it held has been restored.
+    pub(crate) fn set_journal(&mut self, journal: Journal) {
+        self.journal = Some(journal);
+    }
+
+    /// The journal, with `persistence true`.
+    pub(crate) fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Hands a record to the journal; the ticket says when it is on disk.
+    pub(crate) fn record(&self, record: Record) -> Ticket {
+        match &self.journal {
+            Some(journal) => journal.append(record),
+            None => Ticket::NONE,
+        }
+    }
+
+    /// Waits until everything up to `ticket` is on disk: called before sending the
+    /// acknowledgement that promises it.
+    pub(crate) fn wait_for_disk(&self, ticket: Ticket) -> Result<(), JournalFailed> {
+        match &self.journal {
+            Some(journal) => journal.wait(ticket),
+            None => Ok(()),
+        }
+    }
+
+    /// Records that a session kept on disk has ended (Clean Session 1 discarded it, it
+    /// expired, or it could not be kept).
+    pub(crate) fn record_session_end(&self, session: &Session) -> Ticket {
+        match session.on_disk() {
+            Some(session) => self.record(Record::SessionEnded { session }),
+            None => Ticket::NONE,
+        }
+    }
+
+    /// How a new session is kept, from the settings.
+    pub(crate) fn session_limits(&self) -> Limits {
+        Limits {
+            max_queued: self.config.max_queued_messages,
+            max_in_flight: self.config.max_inflight_messages,
+            on_disk: self.config.persistence,
+        }
+    }
+
+    /// Puts what the journal held back in place: every session stored as its client left
+    /// it, its subscriptions in the trie, and every retained message. Called at start-up,
+    /// before any client connects and before the `acl_file` is read (reading it then works
+    /// out each restored subscription's rules, as a reload does).
+    pub(crate) fn restore(&self, state: &State) {
+        let mut retained = 0;
+        for message in state.retained() {
+            self.retained.lock().set(message);
+            retained += 1;
+        }
+        let (mut queued, mut in_flight) = (0, 0);
+        for (&id, stored) in &state.sessions {
+            let copy = |message: &Message, qos, retain| Delivery {
+                message: message.clone(),
+                qos,
+                retain,
+            };
+            let filters = stored.subscriptions.keys().map(|f| f.to_string());
+            let client_id = Arc::clone(&stored.client_id);
+            let limits = self.session_limits();
+            let awaiting = stored.qos2_received.iter().copied();
+            let (session, mut writer_side) =
+                Session::recovered(id, client_id, limits, filters, awaiting);
+            for entry in &stored.in_flight {
+                let c = entry.copy;
+                if let Some(message) = state.message(c.message) {
+                    let stage = match entry.pubrel_sent {
+                        true => Stage::Released,
+                        false => Stage::Published,
+                    };
+                    let delivery = copy(message, c.qos, c.retain);
+                    writer_side
+                        .outbound
+                        .restore(entry.packet_id, delivery, stage);
+                    in_flight += 1;
+                }
+            }
+            for c in &stored.queue {
+                if let Some(message) = state.message(c.message) {
+                    let delivery = copy(message, c.qos, c.retain);
+                    // A retained message for a new subscription waited in the writer's
+                    // deferred list, ahead of the queue; everything else in the queue.
+                    match c.retain {
+                        true => writer_side.outbound.defer(delivery),
+                        false => session.outbox().restore(delivery),
+                    }
+                    queued += 1;
+                }
+            }
+            let owner = Arc::new(Identity {
+                client_id: Arc::clone(&stored.client_id),
+                username: stored.username.clone(),
+            });
+            let mut trie = self.subscriptions.lock();
+            for (filter, &qos) in &stored.subscriptions {
+                let subscriber = Subscriber {
+                    qos,
+                    outbox: Arc::clone(session.outbox()),
+                    reading: None,
+                    owner: Arc::clone(&owner),
+                };
+                trie.insert(filter, id, subscriber);
+            }
+            drop(trie);
+            self.sessions.store_recovered(StoredSession {
+                session,
+                writer_side,
+            });
+        }
+        log::info!(
+            "persistence: restored {} sessions ({queued} messages queued, {in_flight} in \
+             flight) and {retained} retained messages",
+            state.sessions.len()
+        );
+    }
+}

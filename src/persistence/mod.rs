@@ -1,0 +1,309 @@
+//! Persistence (`persistence true`): the journal that lets sessions, queued messages and
+//! retained messages survive a restart, a `kill -9` and a power cut (spec §4.1).
+//!
+//! **The promise: no acknowledgement leaves the broker before the state it confirms is on
+//! disk.** Every change to durable state becomes a [`Record`] appended to one file, the
+//! journal. Connections do not write the file themselves: they hand their records to the
+//! `journal` thread and get a [`Ticket`]; before they send the SUBACK, PUBACK, PUBREC,
+//! PUBCOMP or CONNACK that confirms the change, they wait for that ticket to be committed.
+//!
+//! ```text
+//!   reader/writer threads            journal thread                   disk
+//!   ─────────────────────            ──────────────                   ────
+//!   append(r1) → ticket 1 ─┐
+//!   append(r2) → ticket 2 ─┼──▶ takes r1 r2 r3 ── write ── fsync ──▶ ████
+//!   append(r3) → ticket 3 ─┘         committed = 3, wakes 1, 2 and 3
+//!   append(r4) → ticket 4 ─┐    (r4, r5 arrived during that fsync)
+//!   append(r5) → ticket 5 ─┴──▶ takes r4 r5 ───── write ── fsync ──▶ ████
+//! ```
+//!
+//! That is **group commit**: one `fsync` covers every record that arrived while the last
+//! one ran, so a thousand clients publishing at once share an fsync instead of queueing
+//! for one each. A publisher waits for its own batch only, never for a subscriber's.
+//!
+//! The journal thread also keeps a [`State`] (what the records add up to), and when the
+//! file has grown past twice the size of its last snapshot (and at least
+//! [`COMPACT_AT_LEAST`]), it writes that state as a fresh, short journal and renames it into
+//! place (`file::compact`): the log is compacted, as Redis rewrites its append-only file.
+//!
+//! | file        | holds                                                          |
+//! |-------------|----------------------------------------------------------------|
+//! | `record.rs` | [`Record`]: each kind of change, and its bytes (length, CRC-32, body) |
+//! | `state.rs`  | [`State`]: what the records mean, and the snapshot that compaction writes |
+//! | `file.rs`   | the directory, its lock, reading back with the torn tail cut off, compaction |
+//! | `mod.rs`    | [`Journal`]: the journal thread, tickets and group commit       |
+
+mod file;
+mod record;
+mod state;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::mailbox::MessageId;
+
+pub use file::{PersistenceError, Recovered};
+pub use record::Record;
+pub use state::State;
+
+/// Below this size the journal is never compacted: rewriting a small file saves nothing.
+pub const COMPACT_AT_LEAST: u64 = 16 * 1024 * 1024;
+
+/// A place in the journal: committed once every record up to it is on disk. `Ticket(0)`
+/// is "nothing to wait for".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
+impl Ticket {
+    pub const NONE: Ticket = Ticket(0);
+}
+
+/// The journal could not be written: nothing more can be promised, so nothing more is
+/// acknowledged.
+#[derive(Debug, Clone)]
+pub struct JournalFailed(pub Arc<str>);
+
+impl std::fmt::Display for JournalFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the persistence journal cannot be written: {}", self.0)
+    }
+}
+
+impl std::error::Error for JournalFailed {}
+
+/// The handle connections use: append records, wait for them to be on disk.
+#[derive(Debug)]
+pub struct Journal {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// Numbers the messages written to the journal ([`MessageId`]).
+    message_ids: AtomicU64,
+}
+
+/// What the connections and the journal thread share.
+#[derive(Debug)]
+struct Shared {
+    /// Records handed over and not yet taken by the journal thread. Held for a push.
+    pending: Mutex<Pending>,
+    /// Signalled when records arrive (or the journal should stop).
+    arrived: Condvar,
+    /// How far the journal is on disk. Held to read or advance it.
+    committed: Mutex<Committed>,
+    /// Signalled after each commit, for the connections waiting on a ticket.
+    advanced: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    records: Vec<Record>,
+    /// The ticket of the last record appended.
+    last: u64,
+    stopping: bool,
+}
+
+#[derive(Debug, Default)]
+struct Committed {
+    upto: u64,
+    failed: Option<JournalFailed>,
+}
+
+impl Journal {
+    /// Opens `dir/name`, replays it, and returns what it held; [`Journal::start`] then
+    /// starts writing after it.
+    pub fn recover(dir: &Path, name: &str) -> Result<Recovered, PersistenceError> {
+        file::open(dir, name)
+    }
+
+    /// Starts the `journal` thread on a recovered journal.
+    pub fn start(recovered: Recovered) -> std::io::Result<Journal> {
+        Journal::start_compacting_at(recovered, COMPACT_AT_LEAST)
+    }
+
+    /// [`Journal::start`], compacting once the file passes `compact_at_least` bytes (and
+    /// twice its last snapshot): tests make it small.
+    pub fn start_compacting_at(
+        recovered: Recovered,
+        compact_at_least: u64,
+    ) -> std::io::Result<Journal> {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            arrived: Condvar::new(),
+            committed: Mutex::new(Committed::default()),
+            advanced: Condvar::new(),
+        });
+        let message_ids = AtomicU64::new(recovered.state.last_message + 1);
+        let mut worker = Worker {
+            shared: Arc::clone(&shared),
+            snapshot_len: recovered.file.len,
+            file: recovered.file,
+            state: recovered.state,
+            compact_at_least,
+            bytes: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || worker.run())?;
+        Ok(Journal {
+            shared,
+            thread: Mutex::new(Some(thread)),
+            message_ids,
+        })
+    }
+
+    /// A number for a message about to be written.
+    pub fn next_message_id(&self) -> MessageId {
+        let id = self.message_ids.fetch_add(1, Ordering::Relaxed);
+        MessageId::new(id).unwrap_or(MessageId::MIN)
+    }
+
+    /// Hands a record to the journal thread. The ticket says when it is on disk.
+    pub fn append(&self, record: Record) -> Ticket {
+        let mut pending = self.shared.pending.lock();
+        pending.records.push(record);
+        pending.last += 1;
+        let ticket = Ticket(pending.last);
+        drop(pending);
+        self.shared.arrived.notify_one();
+        ticket
+    }
+
+    /// Waits until every record up to `ticket` is written and fsync'd.
+    pub fn wait(&self, ticket: Ticket) -> Result<(), JournalFailed> {
+        if ticket == Ticket::NONE {
+            return Ok(());
+        }
+        let mut committed = self.shared.committed.lock();
+        loop {
+            if let Some(failed) = &committed.failed {
+                return Err(failed.clone());
+            }
+            if committed.upto >= ticket.0 {
+                return Ok(());
+            }
+            self.shared.advanced.wait(&mut committed);
+        }
+    }
+
+    /// Writes what is pending, then stops the journal thread (at a clean shutdown, after
+    /// every connection has ended).
+    pub fn close(&self) {
+        self.shared.pending.lock().stopping = true;
+        self.shared.arrived.notify_one();
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+        // Nobody writes from now on: a connection still waiting must not wait for ever.
+        let mut committed = self.shared.committed.lock();
+        committed
+            .failed
+            .get_or_insert_with(|| JournalFailed("the broker has stopped".into()));
+        drop(committed);
+        self.shared.advanced.notify_all();
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The journal thread's own state.
+struct Worker {
+    shared: Arc<Shared>,
+    file: file::JournalFile,
+    /// What the records written so far add up to, for the next snapshot.
+    state: State,
+    /// The journal's length after its last compaction (or at start).
+    snapshot_len: u64,
+    compact_at_least: u64,
+    /// The encoding buffer, reused from batch to batch.
+    bytes: Vec<u8>,
+}
+
+impl Worker {
+    fn run(&mut self) {
+        loop {
+            let (records, last, stopping) = {
+                let mut pending = self.shared.pending.lock();
+                while pending.records.is_empty() && !pending.stopping {
+                    self.shared.arrived.wait(&mut pending);
+                }
+                let records = std::mem::take(&mut pending.records);
+                (records, pending.last, pending.stopping)
+            };
+            // After a failure, records are taken and thrown away: nothing waits for them.
+            let failed = self.shared.committed.lock().failed.is_some();
+            if !records.is_empty() && !failed {
+                if let Err(e) = self.commit(&records) {
+                    self.fail(e);
+                    continue;
+                }
+                let mut committed = self.shared.committed.lock();
+                committed.upto = last;
+                drop(committed);
+                self.shared.advanced.notify_all();
+                if let Err(e) = self.compact_if_due() {
+                    self.fail(e);
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    /// Writes one batch and fsyncs it: the group commit.
+    fn commit(&mut self, records: &[Record]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.bytes.clear();
+        for record in records {
+            record.encode(&mut self.bytes);
+            self.state.apply(record);
+        }
+        self.file.file.write_all(&self.bytes)?;
+        // sync_data: the file's contents and length, not its timestamps.
+        self.file.file.sync_data()?;
+        self.file.len += self.bytes.len() as u64;
+        if self.bytes.capacity() > 1 << 20 {
+            self.bytes = Vec::new();
+        }
+        Ok(())
+    }
+
+    fn compact_if_due(&mut self) -> std::io::Result<()> {
+        if self.file.len < self.compact_at_least.max(2 * self.snapshot_len) {
+            return Ok(());
+        }
+        let before = self.file.len;
+        self.state.forget_unheld();
+        file::compact(&mut self.file, &self.state)?;
+        self.snapshot_len = self.file.len;
+        log::info!(
+            "persistence: compacted {} from {before} to {} bytes ({} sessions, {} messages)",
+            self.file.path.display(),
+            self.file.len,
+            self.state.sessions.len(),
+            self.state.message_count()
+        );
+        Ok(())
+    }
+
+    /// A write failed: every waiting and future acknowledgement is refused.
+    fn fail(&mut self, e: std::io::Error) {
+        log::error!(
+            "persistence: {}: {e}; nothing more will be acknowledged that needs the journal",
+            self.file.path.display()
+        );
+        let failed = JournalFailed(Arc::from(e.to_string()));
+        self.shared.committed.lock().failed = Some(failed);
+        self.shared.advanced.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests;
