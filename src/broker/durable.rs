@@ -67,9 +67,10 @@ impl Broker {
     pub(crate) fn restore(&self, state: &State) {
         let mut retained = 0;
         for message in state.retained() {
-            self.retained.lock().set(message);
+            self.retained.lock().set(&message);
             retained += 1;
         }
+        self.sessions.skip_session_ids(state.last_session);
         let (mut queued, mut in_flight) = (0, 0);
         for (&id, stored) in &state.sessions {
             let copy = |message: &Message, qos, retain| Delivery {

@@ -103,6 +103,11 @@ impl SessionStore {
         self.session_ids.next()
     }
 
+    /// Numbers new sessions after `used`, the highest the persistence journal has seen.
+    pub(crate) fn skip_session_ids(&self, used: SessionId) {
+        self.session_ids.skip_past(used);
+    }
+
     /// Puts a session read back from the persistence journal in place, waiting for its
     /// client; new sessions are numbered after it.
     pub(crate) fn store_recovered(&self, stored: StoredSession) {

@@ -95,6 +95,9 @@ struct Shared {
     committed: Mutex<Committed>,
     /// Signalled after each commit, for the connections waiting on a ticket.
     advanced: Condvar,
+    /// How many batches were written and fsync'd: with [`Pending::last`], how well group
+    /// commit shares the fsyncs.
+    commits: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +137,7 @@ impl Journal {
             arrived: Condvar::new(),
             committed: Mutex::new(Committed::default()),
             advanced: Condvar::new(),
+            commits: AtomicU64::new(0),
         });
         let message_ids = AtomicU64::new(recovered.state.last_message + 1);
         let mut worker = Worker {
@@ -188,6 +192,12 @@ impl Journal {
         }
     }
 
+    /// How many records were appended, and in how many fsync'd batches they were written.
+    pub fn counts(&self) -> (u64, u64) {
+        let appended = self.shared.pending.lock().last;
+        (appended, self.shared.commits.load(Ordering::Relaxed))
+    }
+
     /// Writes what is pending, then stops the journal thread (at a clean shutdown, after
     /// every connection has ended).
     pub fn close(&self) {
@@ -195,6 +205,10 @@ impl Journal {
         self.shared.arrived.notify_one();
         if let Some(thread) = self.thread.lock().take() {
             let _ = thread.join();
+            let (records, commits) = self.counts();
+            log::info!(
+                "persistence: journal closed; {records} records written in {commits} fsyncs"
+            );
         }
         // Nobody writes from now on: a connection still waiting must not wait for ever.
         let mut committed = self.shared.committed.lock();
@@ -269,6 +283,7 @@ impl Worker {
         // sync_data: the file's contents and length, not its timestamps.
         self.file.file.sync_data()?;
         self.file.len += self.bytes.len() as u64;
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
         if self.bytes.capacity() > 1 << 20 {
             self.bytes = Vec::new();
         }

@@ -91,8 +91,14 @@ impl State {
     }
 
     /// Every retained message.
-    pub fn retained(&self) -> impl Iterator<Item = &Message> {
-        self.retained.values().filter_map(|id| self.message(*id))
+    pub fn retained(&self) -> impl Iterator<Item = Message> + '_ {
+        self.retained.values().filter_map(|id| {
+            let message = self.message(*id)?.clone();
+            Some(Message {
+                retain: true,
+                ..message
+            })
+        })
     }
 
     /// How many messages are held, retained or queued or in flight.
@@ -107,7 +113,7 @@ impl State {
                 let older: Vec<SessionKey> = self
                     .sessions
                     .iter()
-                    .filter(|(_, s)| s.client_id == *client_id)
+                    .filter(|(key, s)| s.client_id == *client_id || *key == session)
                     .map(|(key, _)| *key)
                     .collect();
                 for key in older {
@@ -231,10 +237,14 @@ impl State {
                 return;
             }
         }
-        let holders = usize::from(message.retain);
+        // Whether it is retained is the `retained` map's business: kept here without the
+        // flag, so that a snapshot reads back equal.
         let held = Held {
-            message: message.clone(),
-            holders,
+            message: Message {
+                retain: false,
+                ..message.clone()
+            },
+            holders: usize::from(message.retain),
         };
         self.messages.insert(id, held);
     }
