@@ -615,6 +615,29 @@ mod tests {
     }
 
     #[test]
+    fn persistence_reads_mosquittos_keys() {
+        let on =
+            read("persistence true\npersistence_location /var/lib/mqttd/\npersistence_file j.db\n")
+                .unwrap()
+                .config;
+        assert!(on.persistence);
+        assert_eq!(on.persistence_location, PathBuf::from("/var/lib/mqttd/"));
+        assert_eq!(on.persistence_file, "j.db");
+        assert!(
+            read("retained_persistence true\n")
+                .unwrap()
+                .config
+                .persistence
+        );
+        let off = read("persistence false\nautosave_interval 1800\n")
+            .unwrap()
+            .config;
+        assert!(!off.persistence);
+        assert_eq!(off.persistence_file, "mqttd.journal");
+        assert!(error("persistence_file a/b.db\n").contains("expected a file name"));
+    }
+
+    #[test]
     fn persistent_client_expiration_reads_mosquittos_units() {
         let two_weeks = read("persistent_client_expiration 2w\n").unwrap();
         assert_eq!(

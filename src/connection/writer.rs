@@ -288,7 +288,7 @@ impl Writer {
         let mut found = Vec::new();
         self.broker.for_each_retained(filter, |message| {
             // A filter only partly readable: the acl_file decides message by message.
-            if reading.map_or(true, |rules| rules.may_read(&message.topic)) {
+            if reading.is_none_or(|rules| rules.may_read(&message.topic)) {
                 found.push(Delivery::retained(message.clone(), granted));
             }
         });

@@ -18,7 +18,7 @@ pub fn code_only(source: &str) -> String {
         let newlines = chars[i..end].iter().filter(|&&c| c == '\n').count();
         // A literal stays a token (`""`) so that the code around it keeps its shape.
         out.push_str(if chars[i] == '/' { " " } else { "\"\"" });
-        out.extend(std::iter::repeat('\n').take(newlines));
+        out.extend(std::iter::repeat_n('\n', newlines));
         i = end;
     }
     out
@@ -84,7 +84,7 @@ fn raw_string_end(chars: &[char], i: usize) -> Option<usize> {
         return None;
     }
     let closing: Vec<char> = std::iter::once('"')
-        .chain(std::iter::repeat('#').take(hashes))
+        .chain(std::iter::repeat_n('#', hashes))
         .collect();
     let body = i + hashes + 1;
     let end = (body..chars.len()).find(|&k| chars[k..].starts_with(&closing));
