@@ -311,10 +311,10 @@ const CODE_ROOTS: &[&str] = &["src", "tests", "benches", "examples"];
 const EXTERNAL: &[&str] = &[
     // Linux: system calls, libc functions and kernel names that strace, perf and /proc show.
     "accept4 clone3 futex malloc malloc_stats mmap mprotect prctl recvfrom rt_sigprocmask",
-    "sendto sigaltstack TCP_NODELAY VmRSS",
+    "sendto sigaltstack TCP_NODELAY VmRSS flock fsync",
     // Rust keywords, the prelude and the standard library.
     "Arc break BufReader BufWriter catch_unwind Condvar continue Display Drop min Mutex None",
-    "notify_all Read self std Vec VecDeque Write write_all",
+    "notify_all Read self std Vec VecDeque Write write_all sync_data",
     // The two concurrency crates mqttd depends on: crossbeam-channel and parking_lot.
     "crossbeam_channel never try_recv try_send parking_lot MutexGuard",
     // Log levels, as `RUST_LOG` and the log lines spell them.
@@ -328,7 +328,7 @@ const EXTERNAL: &[&str] = &[
     // acl_file, and Mosquitto's own commands and functions the chapters compare with.
     "log_dest set_tcp_nodelay certfile clientid_prefixes mount_point plugin persistence",
     "use_identity_as_username include_dir deny readwrite pattern mosquitto_passwd",
-    "mosquitto_unpwd_check",
+    "mosquitto_unpwd_check autosave_interval",
     // Cargo features and the crates behind them, threads named after their job, and the
     // environment variables bench/compare.sh reads.
     "auth signals sha2 hmac pbkdf2 subtle base64 getrandom rpassword signal_hook",
