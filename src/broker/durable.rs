@@ -137,3 +137,106 @@ impl Broker {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Packet, QoS};
+    use crate::config::Config;
+    use crate::mailbox::MessageId;
+    use std::net::{TcpListener, TcpStream};
+
+    fn id(n: u64) -> MessageId {
+        MessageId::new(n).unwrap()
+    }
+
+    fn message(n: u64, topic: &str, retain: bool) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: Arc::from(format!("m{n}").as_bytes()),
+            qos: QoS::ExactlyOnce,
+            retain,
+            stored: Some(id(n)),
+        }
+    }
+
+    /// A session `k` that subscribed to `a/#`, got message 1 in flight as id 7 (PUBREL
+    /// already sent), has message 2 queued, and awaits PUBREL for its own id 9; and a
+    /// retained message on `a/r`.
+    fn journal() -> State {
+        let records = [
+            Record::SessionOpened {
+                session: 4,
+                client_id: "k".into(),
+            },
+            Record::Subscribed {
+                session: 4,
+                filter: "a/#".into(),
+                qos: QoS::ExactlyOnce,
+            },
+            Record::Message(message(1, "a/1", false)),
+            Record::Message(message(2, "a/r", true)),
+            Record::Routed {
+                message: id(1),
+                targets: vec![(4, QoS::ExactlyOnce)],
+            },
+            Record::Routed {
+                message: id(2),
+                targets: vec![(4, QoS::ExactlyOnce)],
+            },
+            Record::Sent {
+                session: 4,
+                message: id(1),
+                packet_id: 7,
+                qos: QoS::ExactlyOnce,
+                retain: false,
+            },
+            Record::PubrelSent {
+                session: 4,
+                packet_id: 7,
+            },
+            Record::Qos2Received {
+                session: 4,
+                packet_id: 9,
+            },
+        ];
+        let mut state = State::default();
+        for record in &records {
+            state.apply(record);
+        }
+        state
+    }
+
+    #[test]
+    fn a_restored_session_is_stored_as_its_client_left_it_mqtt_4_4_0_1() {
+        let config = Config {
+            persistence: true,
+            ..Config::default()
+        };
+        let broker = Broker::new(config);
+        broker.restore(&journal());
+        assert_eq!(broker.stored_session_count(), 1);
+        assert_eq!(broker.subscription_count(), 1);
+        assert_eq!(broker.retained_count(), 1);
+        // New sessions are numbered after the restored one.
+        assert!(broker.sessions().new_session_id() > 4);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let claim = broker
+            .sessions()
+            .claim(&Arc::from("k"), 1, crate::socket::Socket::new(stream))
+            .unwrap();
+        let StoredSession {
+            mut session,
+            writer_side,
+        } = claim.previous.expect("the session was stored");
+        assert_eq!(session.on_disk(), Some(4));
+        // [MQTT-4.3.3-1] past PUBREC, only PUBREL is sent again, under the same id.
+        assert_eq!(writer_side.outbound.resend(), [Packet::Pubrel(7)]);
+        let queued = writer_side.deliveries.try_recv().unwrap();
+        assert_eq!(&*queued.message.topic, "a/r");
+        assert_eq!(queued.message.stored, Some(id(2)));
+        // [MQTT-4.3.3-2] id 9 still awaits PUBREL: a re-send is not routed again.
+        assert!(!session.receive_qos2(9));
+    }
+}

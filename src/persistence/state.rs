@@ -24,6 +24,9 @@ pub struct State {
     messages: BTreeMap<MessageId, Held>,
     /// Topic → its retained message.
     retained: HashMap<Arc<str>, MessageId>,
+    /// Client Identifier → its session, so that a new session finds the one it replaces
+    /// without a walk through all of them.
+    by_client: HashMap<Arc<str>, SessionKey>,
     /// The highest session and message numbers seen, so that new ones never reuse them.
     pub last_session: SessionKey,
     pub last_message: u64,
@@ -110,18 +113,15 @@ impl State {
     pub fn apply(&mut self, record: &Record) {
         match record {
             Record::SessionOpened { session, client_id } => {
-                let older: Vec<SessionKey> = self
-                    .sessions
-                    .iter()
-                    .filter(|(key, s)| s.client_id == *client_id || *key == session)
-                    .map(|(key, _)| *key)
-                    .collect();
-                for key in older {
-                    self.end_session(key);
+                // One session per Client Identifier ([MQTT-3.1.2-4]), one per number.
+                if let Some(older) = self.by_client.get(client_id).copied() {
+                    self.end_session(older);
                 }
+                self.end_session(*session);
                 self.last_session = self.last_session.max(*session);
                 let stored = StoredSession::new(Arc::clone(client_id));
                 self.sessions.insert(*session, stored);
+                self.by_client.insert(Arc::clone(client_id), *session);
             }
             Record::Identified { session, username } => {
                 if let Some(s) = self.sessions.get_mut(session) {
@@ -301,6 +301,7 @@ impl State {
 
     fn end_session(&mut self, session: SessionKey) {
         if let Some(s) = self.sessions.remove(&session) {
+            self.by_client.remove(&s.client_id);
             let copies = s.queue.iter().chain(s.in_flight.iter().map(|f| &f.copy));
             for copy in copies {
                 self.release(copy.message);
