@@ -76,11 +76,11 @@ impl Broker {
                 targets.push((*session, subscriber.qos, Arc::clone(&subscriber.outbox)));
             });
         }
-        let targets: Vec<(QoS, Arc<Outbox>)> = one_per_session(targets).collect();
+        one_per_session(&mut targets);
         if let (Some(id), Some(_)) = (message.stored, journal) {
             ticket = ticket.max(self.record_routing(message, id, &targets));
         }
-        for (granted, outbox) in targets {
+        for (_, granted, outbox) in targets {
             let delivery = Delivery::forwarded(message.clone(), granted);
             let durable = delivery.qos != QoS::AtMostOnce;
             match outbox.offer(delivery) {
@@ -110,11 +110,11 @@ impl Broker {
         &self,
         message: &Message,
         id: MessageId,
-        targets: &[(QoS, Arc<Outbox>)],
+        targets: &[(SessionId, QoS, Arc<Outbox>)],
     ) -> Ticket {
         let on_disk: Vec<(u64, QoS)> = targets
             .iter()
-            .filter_map(|(granted, outbox)| {
+            .filter_map(|(_, granted, outbox)| {
                 let qos = message.qos.min(*granted);
                 let session = outbox.on_disk()?;
                 (qos != QoS::AtMostOnce).then_some((session, qos))
@@ -148,13 +148,10 @@ fn is_sys(topic: &str) -> bool {
 
 /// Merges overlapping subscriptions of the same session into one target, keeping the
 /// highest granted QoS ([MQTT-3.3.5-1]).
-fn one_per_session(
-    mut targets: Vec<(SessionId, QoS, Arc<Outbox>)>,
-) -> impl Iterator<Item = (QoS, Arc<Outbox>)> {
+fn one_per_session(targets: &mut Vec<(SessionId, QoS, Arc<Outbox>)>) {
     targets.sort_unstable_by_key(|(session, qos, _)| (*session, std::cmp::Reverse(*qos)));
     // After sorting, the first entry of each session has its highest QoS.
     targets.dedup_by_key(|(session, _, _)| *session);
-    targets.into_iter().map(|(_, qos, outbox)| (qos, outbox))
 }
 
 #[cfg(test)]
@@ -230,14 +227,16 @@ mod tests {
     fn one_per_session_keeps_the_highest_qos() {
         let (a, _ra) = Outbox::new("a".into(), 1, None);
         let (b, _rb) = Outbox::new("b".into(), 1, None);
-        let targets = vec![
+        let mut targets = vec![
             (7, QoS::AtMostOnce, Arc::clone(&a)),
             (3, QoS::AtMostOnce, Arc::clone(&b)),
             (7, QoS::ExactlyOnce, Arc::clone(&a)),
             (7, QoS::AtLeastOnce, Arc::clone(&a)),
         ];
-        let merged: Vec<(QoS, Arc<str>)> = one_per_session(targets)
-            .map(|(qos, outbox)| (qos, Arc::clone(outbox.client_id())))
+        one_per_session(&mut targets);
+        let merged: Vec<(QoS, Arc<str>)> = targets
+            .iter()
+            .map(|(_, qos, outbox)| (*qos, Arc::clone(outbox.client_id())))
             .collect();
         assert_eq!(
             merged,
