@@ -10,6 +10,11 @@
 //!                 tears itself down), wake the acceptor with a connection to itself, join it.
 //! ```
 //!
+//! With `persistence true`, `Server::start` first reads the journal back (`open_journal`:
+//! the sessions and retained messages it holds are restored before anyone can connect) and
+//! starts the `journal` thread, which writes every record the connections hand it; a
+//! stopping server lets the connections finish their teardown, then closes the journal.
+//!
 //! Everything is blocking `std::net`: a learner can pause any thread in a debugger and see
 //! in its stack exactly which step of the protocol it is waiting in.
 
