@@ -1225,3 +1225,116 @@ fn state_survives_a_clean_stop_mqtt_3_1_2_4() {
         [("keep/r".to_owned(), b"kept".to_vec(), 1)]
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The promise itself, watched in-process: with the journal thread held before its next
+// write, no acknowledgement leaves.
+// ---------------------------------------------------------------------------------------
+
+/// An in-process broker with persistence in `dir`, and its address.
+fn in_process(dir: &TempDir) -> (mqttd::Server, SocketAddr) {
+    let server = start_broker_with(mqttd::Config {
+        persistence: true,
+        persistence_location: dir.data(),
+        sys_interval: Duration::ZERO,
+        ..mqttd::Config::default()
+    });
+    let addr = server.local_addr();
+    (server, addr)
+}
+
+/// Holds the journal thread before its next write while it lives (`Broker::hold_journal`);
+/// lets it go when dropped, a failed assertion included.
+struct Held<'a>(&'a mqttd::broker::Broker);
+
+impl Held<'_> {
+    fn hold(broker: &mqttd::broker::Broker) -> Held<'_> {
+        broker.hold_journal(true);
+        Held(broker)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.hold_journal(false);
+    }
+}
+
+/// Waits until at least `n` connections wait for the journal (the held thread cannot let
+/// them go), within [`PATIENCE`].
+fn until_waiting(server: &mqttd::Server, n: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    while server.broker().journal_waiting() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{n} connection(s) never waited for the journal"
+        );
+        thread::yield_now();
+    }
+}
+
+/// Asserts that nothing arrives on `raw` while the journal is held. A correct broker sends
+/// nothing here however long one waits; one that acknowledges early is caught in the first
+/// milliseconds, so a short read timeout is enough and cannot fail a correct broker.
+fn assert_nothing_arrives(raw: &mut Raw, what: &str) {
+    raw.stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match raw.stream.read(&mut byte) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("{what} arrived before its record was on disk: {other:?} {byte:02x?}"),
+    }
+    raw.stream.set_read_timeout(Some(PATIENCE)).unwrap();
+}
+
+/// [MQTT-4.3.2-2] the PUBACK says the broker owns the message: with persistence it leaves
+/// only once the message is on disk for the persistent session that must get it. And the
+/// SUBACK only once the subscription is.
+#[test]
+fn puback_and_suback_wait_for_the_journal_mqtt_4_3_2_2() {
+    let dir = TempDir::new("held-puback");
+    let (server, addr) = in_process(&dir);
+    let broker = server.broker();
+    let (mut subscriber, _) = Raw::session(addr, "held-sub", false);
+    let held = Held::hold(broker);
+    subscriber.send(&subscribe(1, &[("held/#", 1)]));
+    until_waiting(&server, 1);
+    assert_nothing_arrives(&mut subscriber, "the SUBACK");
+    drop(held);
+    assert_eq!(subscriber.recv(), [0x90, 0x03, 0x00, 0x01, 0x01]);
+    subscriber.send(&[0xe0, 0x00]);
+    subscriber.closed();
+
+    let mut publisher = Raw::connected(addr, "held-pub");
+    let held = Held::hold(broker);
+    publisher.send(&publish("held/1", b"kept", 1, false, 5));
+    until_waiting(&server, 1);
+    assert_nothing_arrives(&mut publisher, "the PUBACK");
+    drop(held);
+    assert_eq!(publisher.recv(), puback(5));
+}
+
+/// [MQTT-4.3.3-1] [MQTT-4.4.0-1] a QoS 2 PUBLISH to a persistent session leaves only once
+/// its Packet Identifier is on disk: were the broker to crash after sending it, it must
+/// send it again under the same id, never as a new message.
+#[test]
+fn a_publish_to_a_persistent_session_waits_for_its_record_mqtt_4_4_0_1() {
+    let dir = TempDir::new("held-publish");
+    let (server, addr) = in_process(&dir);
+    let broker = server.broker();
+    let (mut subscriber, _) = Raw::session(addr, "held-sub", false);
+    subscriber.subscribe_to("held/#", 2);
+    let mut publisher = Raw::connected(addr, "held-pub");
+    let held = Held::hold(broker);
+    publisher.send(&publish("held/2", b"once", 2, false, 6));
+    // The publisher's reader waits for the message's records; the subscriber's writer is
+    // woken meanwhile, sends nothing, and waits for its `Sent` record.
+    until_waiting(&server, 2);
+    assert_nothing_arrives(&mut subscriber, "the PUBLISH");
+    assert_nothing_arrives(&mut publisher, "the PUBREC");
+    drop(held);
+    assert_eq!(publisher.recv(), pubrec(6));
+    let received = subscriber.recv_publish();
+    assert_eq!(received.payload, b"once");
+}

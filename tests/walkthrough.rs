@@ -46,9 +46,10 @@ fn paths_in(text: &str) -> Vec<String> {
         if !(rest.starts_with("src/") || rest.starts_with("tests/")) {
             continue;
         }
-        // Only count a path that starts a word (not `mysrc/`).
+        // Only count a path that starts a word (not `mysrc/`), and not the tail of a longer
+        // path (`library/core/src/…` in a backtrace through the standard library).
         let before = text[..start].chars().next_back();
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '/') {
             continue;
         }
         let end = rest

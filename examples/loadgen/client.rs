@@ -6,7 +6,7 @@
 //! to non-blocking mode and handed to mio. Reading with the codec's `read_frame` takes
 //! exactly one packet's bytes off the socket, so nothing read ahead is lost in the switch.
 
-use std::io::Write;
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -18,14 +18,34 @@ use crate::wire::{self, MAX_PACKET};
 /// How long each setup step may take before the run fails.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connects and, when `subscription` is given, subscribes; returns the blocking socket.
+/// Connects with Clean Session 1 and, when `subscription` is given, subscribes; returns
+/// the blocking socket.
 pub fn open_blocking(
     addr: SocketAddr,
     client_id: &str,
     subscription: Option<(&str, QoS)>,
 ) -> Result<TcpStream, Fail> {
+    let (stream, _) = open_blocking_session(addr, client_id, true, subscription)?;
+    Ok(stream)
+}
+
+/// Connects with the Clean Session flag given and, when `subscription` is given,
+/// subscribes; returns the blocking socket and the CONNACK's Session Present flag.
+pub fn open_blocking_session(
+    addr: SocketAddr,
+    client_id: &str,
+    clean_session: bool,
+    subscription: Option<(&str, QoS)>,
+) -> Result<(TcpStream, bool), Fail> {
+    let mut stream = connect_tcp(addr, client_id)?;
+    let session_present = handshake(&mut stream, client_id, clean_session, subscription)?;
+    Ok((stream, session_present))
+}
+
+/// The TCP connection alone, with TCP_NODELAY and the setup read timeout.
+pub fn connect_tcp(addr: SocketAddr, client_id: &str) -> Result<TcpStream, Fail> {
     let what = |step: &str| format!("{client_id}: {step}");
-    let mut stream =
+    let stream =
         TcpStream::connect_timeout(&addr, SETUP_TIMEOUT).map_err(Fail::io(what("connect")))?;
     // Batching is our job: Nagle's algorithm would hold small acknowledgements back.
     stream
@@ -34,13 +54,28 @@ pub fn open_blocking(
     stream
         .set_read_timeout(Some(SETUP_TIMEOUT))
         .map_err(Fail::io(what("set read timeout")))?;
-    send(&mut stream, &wire::connect(client_id), client_id)?;
-    expect_connack(&mut stream, client_id)?;
-    if let Some((filter, qos)) = subscription {
-        send(&mut stream, &wire::subscribe(filter, qos), client_id)?;
-        expect_suback(&mut stream, client_id, filter, qos)?;
-    }
     Ok(stream)
+}
+
+/// CONNECT, CONNACK, and SUBSCRIBE, SUBACK if `subscription` is given, on a fresh TCP
+/// connection. Returns the CONNACK's Session Present flag.
+pub fn handshake(
+    stream: &mut TcpStream,
+    client_id: &str,
+    clean_session: bool,
+    subscription: Option<(&str, QoS)>,
+) -> Result<bool, Fail> {
+    send(
+        stream,
+        &wire::connect_session(client_id, clean_session),
+        client_id,
+    )?;
+    let session_present = expect_connack(stream, client_id)?;
+    if let Some((filter, qos)) = subscription {
+        send(stream, &wire::subscribe(filter, qos), client_id)?;
+        expect_suback(stream, client_id, filter, qos)?;
+    }
+    Ok(session_present)
 }
 
 /// Like [`open_blocking`], then hands the socket to mio.
@@ -50,13 +85,71 @@ pub fn open(
     subscription: Option<(&str, QoS)>,
 ) -> Result<mio::net::TcpStream, Fail> {
     let stream = open_blocking(addr, client_id, subscription)?;
+    into_mio(stream, client_id)
+}
+
+/// Opens a **persistent** session (Clean Session 0) under `client_id` and hands the socket
+/// to mio. Whatever session the broker still keeps under that id (from an earlier run
+/// against the same broker, say, with messages queued for it) is discarded first, with
+/// a Clean Session 1 connection ([MQTT-3.1.2-6]); the CONNACK of the new session must then
+/// say Session Present 0, or the run fails: it would start with someone else's backlog.
+pub fn open_persistent(
+    addr: SocketAddr,
+    client_id: &str,
+    subscription: Option<(&str, QoS)>,
+) -> Result<mio::net::TcpStream, Fail> {
+    discard_session(addr, client_id)?;
+    let (stream, session_present) = open_blocking_session(addr, client_id, false, subscription)?;
+    if session_present {
+        return Err(Fail::Protocol(format!(
+            "{client_id}: the broker resumed a session that a Clean Session 1 connection had just discarded"
+        )));
+    }
+    into_mio(stream, client_id)
+}
+
+/// Ends whatever session the broker keeps under `client_id`: connects with Clean Session 1
+/// (which discards it), says DISCONNECT, and waits until the broker closes the
+/// connection, so that the session is gone before the next connection under that id.
+pub fn discard_session(addr: SocketAddr, client_id: &str) -> Result<(), Fail> {
+    let stream = open_blocking(addr, client_id, None)?;
+    disconnect_and_wait(stream, client_id)
+}
+
+/// Says DISCONNECT and waits (up to the read timeout) until the broker closes the
+/// connection: once it has, the broker is done with it, and a session with Clean Session
+/// 0 is stored, away, before anything else happens.
+pub fn disconnect_and_wait(mut stream: TcpStream, client_id: &str) -> Result<(), Fail> {
+    send(&mut stream, &Packet::Disconnect, client_id)?;
+    let mut rest = [0u8; 64];
+    loop {
+        match stream.read(&mut rest) {
+            // The broker closed it, as it must after DISCONNECT; it sends nothing more.
+            Ok(0) => return Ok(()),
+            Ok(_) => {
+                return Err(Fail::Protocol(format!(
+                    "{client_id}: the broker sent something after DISCONNECT"
+                )))
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(()),
+            Err(e) => {
+                return Err(Fail::io(format!(
+                    "{client_id}: waiting for the broker to close after DISCONNECT"
+                ))(e))
+            }
+        }
+    }
+}
+
+fn into_mio(stream: TcpStream, client_id: &str) -> Result<mio::net::TcpStream, Fail> {
     stream
         .set_nonblocking(true)
         .map_err(Fail::io(format!("{client_id}: set non-blocking")))?;
     Ok(mio::net::TcpStream::from_std(stream))
 }
 
-fn send(stream: &mut TcpStream, packet: &Packet, client_id: &str) -> Result<(), Fail> {
+pub fn send(stream: &mut TcpStream, packet: &Packet, client_id: &str) -> Result<(), Fail> {
     stream
         .write_all(&packet.to_bytes())
         .map_err(Fail::io(format!(
@@ -66,7 +159,7 @@ fn send(stream: &mut TcpStream, packet: &Packet, client_id: &str) -> Result<(), 
 }
 
 /// Reads one packet with the broker's own frame reader and decoder.
-fn receive(stream: &mut TcpStream, client_id: &str, waiting_for: &str) -> Result<Packet, Fail> {
+pub fn receive(stream: &mut TcpStream, client_id: &str, waiting_for: &str) -> Result<Packet, Fail> {
     let frame = read_frame(stream, MAX_PACKET).map_err(|e| match e {
         FrameError::Io(error) => Fail::Io {
             context: format!("{client_id}: waiting for {waiting_for}"),
@@ -79,9 +172,12 @@ fn receive(stream: &mut TcpStream, client_id: &str, waiting_for: &str) -> Result
         .map_err(|e| Fail::Protocol(format!("{client_id}: {e}")))
 }
 
-fn expect_connack(stream: &mut TcpStream, client_id: &str) -> Result<(), Fail> {
+/// Waits for the CONNACK; returns its Session Present flag if the connection is accepted.
+fn expect_connack(stream: &mut TcpStream, client_id: &str) -> Result<bool, Fail> {
     match receive(stream, client_id, "CONNACK")? {
-        Packet::Connack(connack) if connack.code == ConnectReturnCode::Accepted => Ok(()),
+        Packet::Connack(connack) if connack.code == ConnectReturnCode::Accepted => {
+            Ok(connack.session_present)
+        }
         Packet::Connack(connack) => Err(Fail::Protocol(format!(
             "{client_id}: connection refused: {}",
             connack.code.describe()

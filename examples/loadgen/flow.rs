@@ -53,6 +53,10 @@ pub struct Plan {
     pub payload: usize,
     pub secs: f64,
     pub record_latency: bool,
+    /// `Some(prefix)`: subscriber `i` connects with Clean Session 0 as `<prefix>-sub<i>`,
+    /// so that the broker keeps (and, with persistence, writes to disk) what it queues
+    /// for it. `None`: Clean Session 1 under a name unique to this process.
+    pub persistent: Option<String>,
 }
 
 impl Plan {
@@ -177,7 +181,18 @@ pub fn run(plan: &Plan, addr: SocketAddr) -> Result<Report, Fail> {
         &shared,
         &config,
     )?;
-    Ok(summarize(&sent, received))
+    let report = summarize(&sent, received);
+    // The figures are taken; leave no session behind that would go on collecting
+    // messages (and, with persistence, writing them) during someone else's run.
+    if let Some(prefix) = &plan.persistent {
+        for index in 0..plan.subscribers.len() {
+            let name = format!("{prefix}-sub{index}");
+            if let Err(e) = client::discard_session(addr, &name) {
+                eprintln!("loadgen: could not discard the session {name}: {e}");
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// Where to connect, how to name the clients, and until when.
@@ -188,20 +203,35 @@ struct Setup {
 }
 
 impl Setup {
-    /// Opens one client connection, unless the hard deadline has passed.
-    fn open(&self, name: &str, subscription: Option<(&str, QoS)>) -> Result<TcpStream, Fail> {
+    /// Opens one client connection, unless the hard deadline has passed: a persistent
+    /// session (Clean Session 0, any older session under `name` discarded first) or a
+    /// clean one.
+    fn open(
+        &self,
+        name: &str,
+        persistent: bool,
+        subscription: Option<(&str, QoS)>,
+    ) -> Result<TcpStream, Fail> {
         if Instant::now() >= self.deadline {
             return Err(Fail::Deadline(format!("still setting up at {name}")));
         }
-        client::open(self.addr, name, subscription)
+        if persistent {
+            client::open_persistent(self.addr, name, subscription)
+        } else {
+            client::open(self.addr, name, subscription)
+        }
     }
 }
 
 fn open_subscribers(plan: &Plan, setup: &Setup, poll: &Poll) -> Result<Vec<Subscriber>, Fail> {
     let mut subscribers = Vec::with_capacity(plan.subscribers.len());
     for (index, filter) in plan.subscribers.iter().enumerate() {
-        let name = format!("{}-sub{index}", setup.client_prefix);
-        let stream = setup.open(&name, Some((filter, plan.qos)))?;
+        let name = match &plan.persistent {
+            Some(prefix) => format!("{prefix}-sub{index}"),
+            None => format!("{}-sub{index}", setup.client_prefix),
+        };
+        let persistent = plan.persistent.is_some();
+        let stream = setup.open(&name, persistent, Some((filter, plan.qos)))?;
         let sources: Vec<bool> = plan
             .publishers
             .iter()
@@ -221,7 +251,7 @@ fn open_publishers(plan: &Plan, setup: &Setup, poll: &Poll) -> Result<Vec<Publis
         let id =
             u16::try_from(index).map_err(|_| Fail::Usage("at most 65 536 publishers".into()))?;
         let name = format!("{}-pub{index}", setup.client_prefix);
-        let stream = setup.open(&name, None)?;
+        let stream = setup.open(&name, false, None)?;
         let template = PublishTemplate::new(&publisher_plan.topic, plan.qos, plan.payload);
         // Where the subscribers of this publisher post their progress (see `Shared`).
         let watchers = publisher_plan

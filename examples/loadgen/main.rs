@@ -43,6 +43,7 @@
 //! | `accounting` | lost / duplicate / late per publisher, latency percentiles     |
 //! | `conns`      | many idle connections: connect rate, memory, delivery          |
 //! | `relay`      | the trivial broker that measures this tool's ceiling           |
+//! | `restart`    | `store` and `resume`: queued messages that must survive a restart |
 //! | `client`     | blocking connection setup (CONNECT, SUBSCRIBE) before a run    |
 //! | `buffers`    | non-blocking reads and batched writes                          |
 //! | `wire`       | packet framing, the PUBLISH template, the payload stamp        |
@@ -59,6 +60,7 @@ mod flow;
 mod options;
 mod publisher;
 mod relay;
+mod restart;
 mod shared;
 mod subscriber;
 mod wire;
@@ -108,6 +110,14 @@ fn run(options: &Options) -> Result<Option<String>, Fail> {
             let report = conns::run(options)?;
             Ok(Some(format!("RESULT scenario={name} {}", report.fields())))
         }
+        Scenario::Store => {
+            let fields = restart::store(options)?;
+            Ok(Some(format!("RESULT scenario={name} {fields}")))
+        }
+        Scenario::Resume => {
+            let fields = restart::resume(options)?;
+            Ok(Some(format!("RESULT scenario={name} {fields}")))
+        }
         _ => {
             let (plan, fields) = plan(options);
             let report = flow::run(&plan, options.addr)?;
@@ -143,6 +153,9 @@ fn plan(options: &Options) -> (Plan, String) {
     if let (Some(rate), false) = (options.rate, options.scenario == Scenario::Latency) {
         fields += &format!(" rate_limit={rate:.0}");
     }
+    if options.persistent {
+        fields += " persistent=1";
+    }
     let plan = Plan {
         publishers,
         subscribers,
@@ -152,6 +165,9 @@ fn plan(options: &Options) -> (Plan, String) {
         payload: options.payload,
         secs: options.secs,
         record_latency: options.scenario == Scenario::Latency,
+        persistent: options
+            .persistent
+            .then(|| format!("loadgen-persistent-{name}")),
     };
     (plan, fields)
 }

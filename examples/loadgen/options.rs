@@ -22,6 +22,14 @@ Scenarios (each prints one RESULT line on stdout):
            --probe M          of M (1000) of them, all of which must arrive
   relay                       a trivial broker on --port, to measure this tool's own ceiling;
                               it exits by itself after --secs (600)
+  store    --sessions N       N (1000) persistent sessions (Clean Session 0), session i
+           --messages M       subscribed at QoS 1 to store/i, disconnect; then M (100) QoS 1
+                              messages to each topic, every PUBACK awaited: N x M messages
+                              queued for sessions that are away (for bench/restart.sh)
+  resume   --session K        resume session K of `store` (retrying a refused connection
+           --messages M       every millisecond): the time until its CONNACK, counted from
+           --started-ns T     T (Unix time in ns, `date +%s%N`, e.g. when the broker was
+                              started), then check its M messages all arrive, in order
 
 Options:
   --host ADDR     broker address, loopback only (127.0.0.1)
@@ -32,7 +40,11 @@ Options:
                   (400; fanin 400 / --pubs, 25 for 16; qos1/qos2 16)
   --qos Q         QoS of both legs for pair, fanin and fanout (0)
   --rate R        messages per second per publisher (unlimited; latency 10000)
-  --parallel K    conns: handshakes in progress at once (64)";
+  --parallel K    conns: handshakes in progress at once (64); store: connections (8)
+  --persistent    subscribers use Clean Session 0 and fixed client ids
+                  (loadgen-persistent-SCENARIO-sub<i>), so a broker with persistence
+                  records what it queues for them; any session left under those ids is
+                  discarded first (pair, fanin, fanout, qos1, qos2, latency)";
 
 /// The scenarios, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +57,8 @@ pub enum Scenario {
     Latency,
     Conns,
     Relay,
+    Store,
+    Resume,
 }
 
 impl Scenario {
@@ -58,6 +72,8 @@ impl Scenario {
             "latency" => Scenario::Latency,
             "conns" => Scenario::Conns,
             "relay" => Scenario::Relay,
+            "store" => Scenario::Store,
+            "resume" => Scenario::Resume,
             _ => return None,
         })
     }
@@ -72,6 +88,8 @@ impl Scenario {
             Scenario::Latency => "latency",
             Scenario::Conns => "conns",
             Scenario::Relay => "relay",
+            Scenario::Store => "store",
+            Scenario::Resume => "resume",
         }
     }
 }
@@ -93,6 +111,16 @@ pub struct Options {
     pub broker_pid: Option<u32>,
     pub probe: usize,
     pub parallel: usize,
+    /// Subscribers keep their sessions (Clean Session 0), under fixed client ids.
+    pub persistent: bool,
+    /// `store`: how many sessions; `resume`: how many there were.
+    pub sessions: usize,
+    /// `store` and `resume`: messages per session.
+    pub messages: usize,
+    /// `resume`: which session.
+    pub session: usize,
+    /// `resume`: what the time to CONNACK counts from, in ns since the Unix epoch.
+    pub started_ns: Option<u64>,
 }
 
 /// What was given on the command line, before the scenario's defaults apply.
@@ -112,6 +140,11 @@ struct Given {
     broker_pid: Option<u32>,
     probe: Option<usize>,
     parallel: Option<usize>,
+    persistent: bool,
+    sessions: Option<usize>,
+    messages: Option<usize>,
+    session: Option<usize>,
+    started_ns: Option<u64>,
 }
 
 /// Parses the arguments after the program name; `Ok(None)` means "print the help".
@@ -135,6 +168,11 @@ fn parse_options(args: &[String]) -> Result<Given, Fail> {
         if flag == "-h" || flag == "--help" {
             return Err(Fail::Usage("--help goes first".into()));
         }
+        // The one option without a value.
+        if flag == "--persistent" {
+            given.persistent = true;
+            continue;
+        }
         let value = rest
             .next()
             .ok_or_else(|| Fail::Usage(format!("{flag} needs a value")))?;
@@ -153,6 +191,10 @@ fn parse_options(args: &[String]) -> Result<Given, Fail> {
             "--broker-pid" => given.broker_pid = Some(number(flag, value)?),
             "--probe" => given.probe = Some(number(flag, value)?),
             "--parallel" => given.parallel = Some(number(flag, value)?),
+            "--sessions" => given.sessions = Some(number(flag, value)?),
+            "--messages" => given.messages = Some(number(flag, value)?),
+            "--session" => given.session = Some(number(flag, value)?),
+            "--started-ns" => given.started_ns = Some(number(flag, value)?),
             _ => return Err(Fail::Usage(format!("unknown option {flag}"))),
         }
     }
@@ -219,7 +261,14 @@ fn resolve(scenario: Scenario, given: Given) -> Result<Options, Fail> {
         conns,
         broker_pid: given.broker_pid,
         probe: given.probe.unwrap_or(1000).min(conns),
-        parallel: given.parallel.unwrap_or(64),
+        parallel: given
+            .parallel
+            .unwrap_or(if scenario == Scenario::Store { 8 } else { 64 }),
+        persistent: given.persistent,
+        sessions: given.sessions.unwrap_or(1000),
+        messages: given.messages.unwrap_or(100),
+        session: given.session.unwrap_or(0),
+        started_ns: given.started_ns,
     };
     check(&options)?;
     Ok(options)
@@ -248,5 +297,72 @@ fn check(options: &Options) -> Result<(), Fail> {
             "--pairs, --pubs, --subs, --conns and --parallel must be at least 1 (and publishers at most 60000)".into(),
         ));
     }
+    if options.persistent
+        && matches!(
+            options.scenario,
+            Scenario::Conns | Scenario::Relay | Scenario::Store | Scenario::Resume
+        )
+    {
+        return Err(Fail::Usage(format!(
+            "--persistent does not apply to {} (store and resume always use persistent sessions)",
+            options.scenario.name()
+        )));
+    }
+    // The session number goes into the stamp's 16-bit publisher field.
+    if options.sessions == 0 || options.sessions > 60_000 || options.messages == 0 {
+        return Err(Fail::Usage(
+            "--sessions must be between 1 and 60000, --messages at least 1".into(),
+        ));
+    }
+    if options.messages > 1_000_000 {
+        return Err(Fail::Usage("--messages must be at most 1000000".into()));
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn persistent_takes_no_value_and_is_off_by_default() {
+        let plain = parse(&args("qos1 --pairs 8")).unwrap().unwrap();
+        assert!(!plain.persistent);
+        let durable = parse(&args("qos1 --persistent --pairs 8"))
+            .unwrap()
+            .unwrap();
+        assert!(durable.persistent);
+        assert_eq!(durable.pairs, 8);
+        assert_eq!(durable.window, 16);
+        let fanin = parse(&args("fanin --pubs 16 --qos 1 --persistent"))
+            .unwrap()
+            .unwrap();
+        assert!(fanin.persistent);
+        assert_eq!(fanin.window, 25);
+    }
+
+    #[test]
+    fn persistent_is_refused_where_it_means_nothing() {
+        for scenario in ["conns", "relay", "store", "resume"] {
+            let line = format!("{scenario} --persistent");
+            assert!(parse(&args(&line)).is_err(), "{line}");
+        }
+    }
+
+    #[test]
+    fn store_and_resume_defaults() {
+        let store = parse(&args("store")).unwrap().unwrap();
+        assert_eq!(
+            (store.sessions, store.messages, store.parallel),
+            (1000, 100, 8)
+        );
+        let resume = parse(&args("resume --session 7 --started-ns 123"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((resume.session, resume.started_ns), (7, Some(123)));
+    }
 }

@@ -209,9 +209,16 @@ impl PublishTemplate {
 /// never sleeps long enough to need PINGREQ, and an idle `conns` connection should cost
 /// the broker nothing but its memory).
 pub fn connect(client_id: &str) -> Packet {
+    connect_session(client_id, true)
+}
+
+/// CONNECT with Keep Alive 0 and the Clean Session flag given: `false` asks the broker to
+/// keep the session (its subscriptions and its QoS 1 and 2 messages) after the connection
+/// ends, which is what a broker with persistence writes to disk ([MQTT-3.1.2-4]).
+pub fn connect_session(client_id: &str, clean_session: bool) -> Packet {
     Packet::Connect(Box::new(Connect {
         protocol: ProtocolVersion::V3_1_1,
-        clean_session: true,
+        clean_session,
         keep_alive: 0,
         client_id: client_id.to_owned(),
         will: None,

@@ -51,6 +51,20 @@ impl Broker {
         }
     }
 
+    /// How many connections are waiting for their records to reach the disk (0 without
+    /// persistence): a test's way to see an acknowledgement held back.
+    pub fn journal_waiting(&self) -> u64 {
+        self.journal.as_ref().map_or(0, Journal::waiting)
+    }
+
+    /// Test-only: holds the journal thread before its next write (true) or lets it go.
+    #[cfg(feature = "fault-injection")]
+    pub fn hold_journal(&self, held: bool) {
+        if let Some(journal) = &self.journal {
+            journal.hold(held);
+        }
+    }
+
     /// How a new session is kept, from the settings.
     pub(crate) fn session_limits(&self) -> Limits {
         Limits {

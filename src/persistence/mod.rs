@@ -98,6 +98,14 @@ struct Shared {
     /// How many batches were written and fsync'd: with [`Pending::last`], how well group
     /// commit shares the fsyncs.
     commits: AtomicU64,
+    /// How many threads are waiting in [`Journal::wait`] right now.
+    waiting: AtomicU64,
+    /// Test-only: while true, the journal thread writes nothing, so a test can see that an
+    /// acknowledgement waits for its record (`Broker::hold_journal`).
+    #[cfg(feature = "fault-injection")]
+    held: Mutex<bool>,
+    #[cfg(feature = "fault-injection")]
+    let_go: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -138,6 +146,11 @@ impl Journal {
             committed: Mutex::new(Committed::default()),
             advanced: Condvar::new(),
             commits: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
+            #[cfg(feature = "fault-injection")]
+            held: Mutex::new(false),
+            #[cfg(feature = "fault-injection")]
+            let_go: Condvar::new(),
         });
         let message_ids = AtomicU64::new(recovered.state.last_message + 1);
         let mut worker = Worker {
@@ -181,15 +194,30 @@ impl Journal {
             return Ok(());
         }
         let mut committed = self.shared.committed.lock();
-        loop {
+        self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+        let outcome = loop {
             if let Some(failed) = &committed.failed {
-                return Err(failed.clone());
+                break Err(failed.clone());
             }
             if committed.upto >= ticket.0 {
-                return Ok(());
+                break Ok(());
             }
             self.shared.advanced.wait(&mut committed);
-        }
+        };
+        self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
+        outcome
+    }
+
+    /// How many threads are waiting for their records to be on disk right now.
+    pub fn waiting(&self) -> u64 {
+        self.shared.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Test-only: stops (true) or lets go (false) the journal thread before its next write.
+    #[cfg(feature = "fault-injection")]
+    pub fn hold(&self, held: bool) {
+        *self.shared.held.lock() = held;
+        self.shared.let_go.notify_all();
     }
 
     /// How many records were appended, and in how many fsync'd batches they were written.
@@ -201,6 +229,9 @@ impl Journal {
     /// Writes what is pending, then stops the journal thread (at a clean shutdown, after
     /// every connection has ended).
     pub fn close(&self) {
+        // A test that held the journal and failed must not hang the stop.
+        #[cfg(feature = "fault-injection")]
+        self.hold(false);
         self.shared.pending.lock().stopping = true;
         self.shared.arrived.notify_one();
         if let Some(thread) = self.thread.lock().take() {
@@ -250,6 +281,13 @@ impl Worker {
                 let records = std::mem::take(&mut pending.records);
                 (records, pending.last, pending.stopping)
             };
+            #[cfg(feature = "fault-injection")]
+            {
+                let mut held = self.shared.held.lock();
+                while *held {
+                    self.shared.let_go.wait(&mut held);
+                }
+            }
             // After a failure, records are taken and thrown away: nothing waits for them.
             let failed = self.shared.committed.lock().failed.is_some();
             if !records.is_empty() && !failed {
