@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::broker::{Broker, ConnectionId, Traffic};
 use crate::codec::{holds_whole_packet, read_frame_into};
 use crate::mailbox::Doorbells;
+use crate::persistence::Ticket;
 use crate::protocol::{CloseReason, Handler, ToWriter};
 use crate::session::{WriterSide, WrongAck};
 use crate::socket::Socket;
@@ -123,10 +124,9 @@ impl Reader {
         }
     }
 
-    /// Ends a batch: wakes the writers of the subscribers it fed, waits (with persistence)
-    /// until what the batch recorded is on disk, and passes its requests to our writer, in
-    /// the order the packets came (PUBACKs and PUBRECs in the order of their PUBLISHes,
-    /// [MQTT-4.6.0-2] [MQTT-4.6.0-3]).
+    /// Ends a batch: wakes the writers of the subscribers it fed, and passes its requests
+    /// to our writer, in the order the packets came (PUBACKs and PUBRECs in the order of
+    /// their PUBLISHes, [MQTT-4.6.0-2] [MQTT-4.6.0-3]), after the batch's journal ticket.
     fn hand_over(
         &mut self,
         requests: &mut Vec<ToWriter>,
@@ -134,11 +134,11 @@ impl Reader {
     ) -> Result<(), CloseReason> {
         doorbells.ring();
         self.broker.count_received(self.traffic.take());
-        // No acknowledgement before the state it confirms is on disk: one wait for the
-        // whole batch, which the journal commits with everyone else's (group commit).
+        // No acknowledgement before the state it confirms is on disk: the writer waits for
+        // the batch's ticket before it writes them, and this thread reads on meanwhile.
         let ticket = self.handler.take_ticket();
-        if let Err(failed) = self.broker.wait_for_disk(ticket) {
-            return Err(CloseReason::JournalFailed(failed));
+        if ticket != Ticket::NONE && self.control.send(ToWriter::AfterDisk(ticket)).is_err() {
+            return Err(CloseReason::PeerClosed);
         }
         for request in requests.drain(..) {
             // Blocks while the control channel is full (our client is slow to read its

@@ -117,15 +117,15 @@ impl Writer {
         }
     }
 
-    /// Records what an acknowledgement from the client did to a message in flight.
+    /// Records what an acknowledgement did. Only the PUBREL that answers a PUBREC waits for
+    /// the disk; see [`Writer::note`].
     fn record_ack(&mut self, ack: ClientAck) {
         let packet_id = ack.packet_id();
-        self.record(|session| match ack {
-            ClientAck::Pubrec(_) => Record::PubrelSent { session, packet_id },
-            ClientAck::Puback(_) | ClientAck::Pubcomp(_) => {
-                Record::Delivered { session, packet_id }
-            }
-        });
+        if let ClientAck::Pubrec(_) = ack {
+            self.record(|session| Record::PubrelSent { session, packet_id });
+        } else {
+            self.note(|session| Record::Delivered { session, packet_id });
+        }
     }
 
     /// Serves the connection until the reader lets go of control or the socket fails.
@@ -263,6 +263,10 @@ impl Writer {
                 }
                 Err(wrong) => Err(self.violation(wrong)),
             },
+            Work::Control(ToWriter::AfterDisk(ticket)) => {
+                self.ticket = self.ticket.max(ticket);
+                Ok(())
+            }
             Work::Control(ToWriter::SendRetained {
                 filter,
                 granted,
@@ -298,7 +302,7 @@ impl Writer {
             } else if outbound.deferred_count() < self.outbox.capacity() {
                 if let Some(message) = delivery.message.stored {
                     let qos = delivery.qos;
-                    self.record(|session| Record::Queued {
+                    self.note(|session| Record::Queued {
                         session,
                         message,
                         qos,
@@ -318,10 +322,10 @@ impl Writer {
         crate::fault::inject(&delivery.message.topic, crate::fault::PANIC_IN_WRITER);
         let (stored, qos, retain) = (delivery.message.stored, delivery.qos, delivery.retain);
         let publish = outbound.send(delivery);
-        // In flight from now on, under this Packet Identifier ([MQTT-4.4.0-1]); at QoS 2 the
-        // PUBLISH waits for the record (`Writer::record_sent` says why QoS 1 need not).
+        // In flight from now on, under this Packet Identifier: recorded before the PUBLISH
+        // leaves, so that after a crash it is re-sent with the same id ([MQTT-4.4.0-1]).
         if let (Some(message), Some(packet_id)) = (stored, publish.packet_id) {
-            self.record_sent(qos, |session| Record::Sent {
+            self.record(|session| Record::Sent {
                 session,
                 message,
                 packet_id,
@@ -399,24 +403,23 @@ impl Writer {
                     }
                 }
                 // Answers and retained messages are for a connection that is gone.
-                ToWriter::Send(_) | ToWriter::SendRetained { .. } => {}
+                ToWriter::Send(_) | ToWriter::SendRetained { .. } | ToWriter::AfterDisk(_) => {}
             }
         }
     }
 
-    /// Records a PUBLISH sent to a session on disk. At QoS 2 the batch waits for the record:
-    /// had the broker crashed with the PUBLISH out and its record lost, the message would
-    /// still look queued and go out again as a new message, under a new id, and the client
-    /// would deliver it twice. At QoS 1 that is only a duplicate, which QoS 1 allows, so the
-    /// PUBLISH goes out without waiting for the disk, and a subscriber on disk costs no
-    /// fsync of its own per batch (chapter 11 measures it).
-    fn record_sent(&mut self, qos: QoS, sent: impl FnOnce(u64) -> Record) {
-        let Some(session) = self.outbox.on_disk() else {
-            return;
-        };
-        let ticket = self.broker.record(sent(session));
-        if qos == QoS::ExactlyOnce {
-            self.ticket = self.ticket.max(ticket);
+    /// Writes a record about the session, if it is kept on disk, that the batch need not
+    /// wait for: losing it in a crash only makes work done again. A PUBACK or PUBCOMP lost
+    /// that way brings back a message the client had finished with, which it acknowledges
+    /// again (a duplicate at QoS 1, a PUBREL answered with PUBCOMP at QoS 2); a retained
+    /// message queued for a new subscription is only not sent. What would mislead the
+    /// client after a crash waits ([`Writer::record`]): a PUBLISH, whose id must survive
+    /// ([MQTT-4.4.0-1]), and a PUBREL, after which the PUBLISH must never be sent again
+    /// ([MQTT-4.3.3-1]). Not waiting for acknowledgements matters: with it, every turn of
+    /// a subscriber's in-flight window waited for an fsync (chapter 11 measures it).
+    fn note(&mut self, change: impl FnOnce(u64) -> Record) {
+        if let Some(session) = self.outbox.on_disk() {
+            self.broker.record(change(session));
         }
     }
 }

@@ -9,7 +9,6 @@ use std::fmt;
 use std::io;
 
 use crate::codec::{DecodeError, FrameError, PacketType};
-use crate::persistence::JournalFailed;
 
 /// Every way a connection ends.
 #[derive(Debug)]
@@ -35,9 +34,6 @@ pub enum CloseReason {
     TakenOver,
     /// The broker is shutting down.
     ServerStopping,
-    /// The persistence journal cannot be written, so what this client sent cannot be
-    /// acknowledged: closing is the only honest answer.
-    JournalFailed(JournalFailed),
     /// A bug in mqttd: the connection's thread panicked. Only this connection is closed
     /// ([MQTT-4.8.0-2]).
     Panicked(String),
@@ -76,7 +72,7 @@ impl CloseReason {
     /// Logs the line that tells why `who` was closed: a warning for a breach of the
     /// protocol, information otherwise.
     pub fn log(&self, who: &str) {
-        if let CloseReason::Panicked(_) | CloseReason::JournalFailed(_) = self {
+        if let CloseReason::Panicked(_) = self {
             log::error!("client {who:?} closed: {self}");
         } else if self.is_violation() {
             log::warn!("client {who:?} closed: {self}");
@@ -134,7 +130,6 @@ impl fmt::Display for CloseReason {
                 "[MQTT-3.1.4-2] taken over by a new connection with the same Client Identifier"
             ),
             CloseReason::ServerStopping => write!(f, "the broker is stopping"),
-            CloseReason::JournalFailed(failed) => write!(f, "{failed}; not acknowledged"),
             CloseReason::Panicked(message) => write!(
                 f,
                 "internal error (a bug in mqttd; only this connection is closed): {message}"

@@ -112,7 +112,7 @@ impl Handler {
     }
 
     /// Takes the ticket of the last record written since the last call: everything the
-    /// caller is about to acknowledge waits for it (`Broker::wait_for_disk`).
+    /// caller is about to acknowledge waits for it (`ToWriter::AfterDisk`).
     pub(crate) fn take_ticket(&mut self) -> Ticket {
         std::mem::take(&mut self.ticket)
     }

@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use crate::acl::ClientAcl;
 use crate::codec::{Packet, QoS};
+use crate::persistence::Ticket;
 use crate::session::ClientAck;
 
 pub(crate) use close::{is_timeout, CloseReason};
@@ -63,4 +64,7 @@ pub(crate) enum ToWriter {
     },
     /// The client acknowledged one of our messages.
     Ack(ClientAck),
+    /// With persistence: the requests that follow confirm state recorded up to this ticket,
+    /// so the writer sends nothing more until the journal has committed that far.
+    AfterDisk(Ticket),
 }
