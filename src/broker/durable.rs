@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{Broker, Identity, StoredSession, Subscriber};
 use crate::mailbox::{Delivery, Message};
-use crate::persistence::{Journal, JournalFailed, Record, State, Ticket};
+use crate::persistence::{Durable, Journal, JournalFailed, Record, State, Ticket};
 use crate::session::{Limits, Session, Stage};
 
 impl Broker {
@@ -38,6 +38,18 @@ impl Broker {
     pub(crate) fn wait_for_disk(&self, ticket: Ticket) -> Result<(), JournalFailed> {
         match &self.journal {
             Some(journal) => journal.wait(ticket),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until everything up to `ticket` is as durable as `durable` says.
+    pub(crate) fn wait_for_journal(
+        &self,
+        ticket: Ticket,
+        durable: Durable,
+    ) -> Result<(), JournalFailed> {
+        match &self.journal {
+            Some(journal) => journal.wait_until(ticket, durable),
             None => Ok(()),
         }
     }

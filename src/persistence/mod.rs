@@ -118,8 +118,21 @@ struct Pending {
 
 #[derive(Debug, Default)]
 struct Committed {
+    /// Every record up to this ticket has been written to the file: it survives a crash of
+    /// the process (the kernel holds it), not yet a power cut.
+    written: u64,
+    /// Every record up to this ticket has been fsync'd: it survives a power cut too.
     upto: u64,
     failed: Option<JournalFailed>,
+}
+
+/// How far a record must have gone before a waiting connection may go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    /// Written to the file: enough against a crash of the broker.
+    Written,
+    /// Written and fsync'd: enough against a power cut. What every acknowledgement needs.
+    Synced,
 }
 
 impl Journal {
@@ -190,6 +203,11 @@ impl Journal {
 
     /// Waits until every record up to `ticket` is written and fsync'd.
     pub fn wait(&self, ticket: Ticket) -> Result<(), JournalFailed> {
+        self.wait_until(ticket, Durable::Synced)
+    }
+
+    /// Waits until every record up to `ticket` is as durable as `durable` says.
+    pub fn wait_until(&self, ticket: Ticket, durable: Durable) -> Result<(), JournalFailed> {
         if ticket == Ticket::NONE {
             return Ok(());
         }
@@ -199,7 +217,11 @@ impl Journal {
             if let Some(failed) = &committed.failed {
                 break Err(failed.clone());
             }
-            if committed.upto >= ticket.0 {
+            let reached = match durable {
+                Durable::Written => committed.written,
+                Durable::Synced => committed.upto,
+            };
+            if reached >= ticket.0 {
                 break Ok(());
             }
             self.shared.advanced.wait(&mut committed);
@@ -291,13 +313,11 @@ impl Worker {
             // After a failure, records are taken and thrown away: nothing waits for them.
             let failed = self.shared.committed.lock().failed.is_some();
             if !records.is_empty() && !failed {
-                if let Err(e) = self.commit(&records) {
+                if let Err(e) = self.commit(&records, last) {
                     self.fail(e);
                     continue;
                 }
-                let mut committed = self.shared.committed.lock();
-                committed.upto = last;
-                drop(committed);
+                self.shared.committed.lock().upto = last;
                 self.shared.advanced.notify_all();
                 if let Err(e) = self.compact_if_due() {
                     self.fail(e);
@@ -309,8 +329,9 @@ impl Worker {
         }
     }
 
-    /// Writes one batch and fsyncs it: the group commit.
-    fn commit(&mut self, records: &[Record]) -> std::io::Result<()> {
+    /// Writes one batch (whose last ticket is `last`) and fsyncs it: the group commit.
+    /// Those waiting only for the write are let go in between.
+    fn commit(&mut self, records: &[Record], last: u64) -> std::io::Result<()> {
         use std::io::Write;
         self.bytes.clear();
         for record in records {
@@ -318,6 +339,8 @@ impl Worker {
             self.state.apply(record);
         }
         self.file.file.write_all(&self.bytes)?;
+        self.shared.committed.lock().written = last;
+        self.shared.advanced.notify_all();
         // sync_data: the file's contents and length, not its timestamps.
         self.file.file.sync_data()?;
         self.file.len += self.bytes.len() as u64;
