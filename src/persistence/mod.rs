@@ -8,18 +8,22 @@
 //! PUBCOMP or CONNACK that confirms the change, they wait for that ticket to be committed.
 //!
 //! ```text
-//!   reader/writer threads            journal thread                   disk
-//!   ─────────────────────            ──────────────                   ────
+//!   reader/writer threads     journal thread           journal-sync thread      disk
+//!   ─────────────────────     ──────────────           ───────────────────      ────
 //!   append(r1) → ticket 1 ─┐
-//!   append(r2) → ticket 2 ─┼──▶ takes r1 r2 r3 ── write ── fsync ──▶ ████
-//!   append(r3) → ticket 3 ─┘         committed = 3, wakes 1, 2 and 3
-//!   append(r4) → ticket 4 ─┐    (r4, r5 arrived during that fsync)
-//!   append(r5) → ticket 5 ─┴──▶ takes r4 r5 ───── write ── fsync ──▶ ████
+//!   append(r2) → ticket 2 ─┴─▶ write r1 r2, written=2 ─▶ fsync ───────────────▶ ████
+//!   append(r3) → ticket 3 ───▶ write r3, written=3         │ (r3 rides the next)
+//!   append(r4) → ticket 4 ───▶ write r4, written=4         ▼ synced=2: wakes 1, 2
+//!                                                        fsync ───────────────▶ ████
+//!                                                          ▼ synced=4: wakes 3, 4
 //! ```
 //!
-//! That is **group commit**: one `fsync` covers every record that arrived while the last
-//! one ran, so a thousand clients publishing at once share an fsync instead of queueing
-//! for one each. A publisher waits for its own batch only, never for a subscriber's.
+//! That is **group commit**: one `fsync` covers every record written while the last one
+//! ran, so a thousand clients publishing at once share an fsync instead of queueing for
+//! one each. A publisher waits for its own batch only, never for a subscriber's. Writing
+//! and fsyncing are two threads so that a record is *written* (safe from a crash of the
+//! broker, [`Durable::Written`]) within microseconds, whatever fsync is running; what only
+//! needs that much waits only that long.
 //!
 //! The journal thread also keeps a [`State`] (what the records add up to), and when the
 //! file has grown past twice the size of its last snapshot (and at least
@@ -31,8 +35,10 @@
 //! | `record.rs` | [`Record`]: each kind of change, and its bytes (length, CRC-32, body) |
 //! | `state.rs`  | [`State`]: what the records mean, and the snapshot that compaction writes |
 //! | `file.rs`   | the directory, its lock, reading back with the torn tail cut off, compaction |
-//! | `mod.rs`    | [`Journal`]: the journal thread, tickets and group commit       |
+//! | `commit.rs` | the `journal` thread (writes) and the `journal-sync` thread (fsyncs): group commit |
+//! | `mod.rs`    | [`Journal`]: what connections call: append a record, wait for its ticket |
 
+mod commit;
 mod file;
 mod record;
 mod state;
@@ -106,6 +112,10 @@ struct Shared {
     held: Mutex<bool>,
     #[cfg(feature = "fault-injection")]
     let_go: Condvar,
+    /// How far the `journal` thread has written, for the `journal-sync` thread to fsync.
+    to_sync: Mutex<commit::SyncRequest>,
+    /// Signalled when `to_sync` moves on (or the sync thread should stop).
+    written_more: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -153,6 +163,8 @@ impl Journal {
         recovered: Recovered,
         compact_at_least: u64,
     ) -> std::io::Result<Journal> {
+        // A second handle on the same file, for the sync thread's fsyncs.
+        let sync_file = Arc::new(recovered.file.file.try_clone()?);
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             arrived: Condvar::new(),
@@ -160,23 +172,15 @@ impl Journal {
             advanced: Condvar::new(),
             commits: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
+            to_sync: Mutex::new(commit::SyncRequest::new(sync_file)),
+            written_more: Condvar::new(),
             #[cfg(feature = "fault-injection")]
             held: Mutex::new(false),
             #[cfg(feature = "fault-injection")]
             let_go: Condvar::new(),
         });
         let message_ids = AtomicU64::new(recovered.state.last_message + 1);
-        let mut worker = Worker {
-            shared: Arc::clone(&shared),
-            snapshot_len: recovered.file.len,
-            file: recovered.file,
-            state: recovered.state,
-            compact_at_least,
-            bytes: Vec::new(),
-        };
-        let thread = std::thread::Builder::new()
-            .name("journal".into())
-            .spawn(move || worker.run())?;
+        let thread = commit::start(Arc::clone(&shared), recovered, compact_at_least)?;
         Ok(Journal {
             shared,
             thread: Mutex::new(Some(thread)),
@@ -276,108 +280,6 @@ impl Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         self.close();
-    }
-}
-
-/// The journal thread's own state.
-struct Worker {
-    shared: Arc<Shared>,
-    file: file::JournalFile,
-    /// What the records written so far add up to, for the next snapshot.
-    state: State,
-    /// The journal's length after its last compaction (or at start).
-    snapshot_len: u64,
-    compact_at_least: u64,
-    /// The encoding buffer, reused from batch to batch.
-    bytes: Vec<u8>,
-}
-
-impl Worker {
-    fn run(&mut self) {
-        loop {
-            let (records, last, stopping) = {
-                let mut pending = self.shared.pending.lock();
-                while pending.records.is_empty() && !pending.stopping {
-                    self.shared.arrived.wait(&mut pending);
-                }
-                let records = std::mem::take(&mut pending.records);
-                (records, pending.last, pending.stopping)
-            };
-            #[cfg(feature = "fault-injection")]
-            {
-                let mut held = self.shared.held.lock();
-                while *held {
-                    self.shared.let_go.wait(&mut held);
-                }
-            }
-            // After a failure, records are taken and thrown away: nothing waits for them.
-            let failed = self.shared.committed.lock().failed.is_some();
-            if !records.is_empty() && !failed {
-                if let Err(e) = self.commit(&records, last) {
-                    self.fail(e);
-                    continue;
-                }
-                self.shared.committed.lock().upto = last;
-                self.shared.advanced.notify_all();
-                if let Err(e) = self.compact_if_due() {
-                    self.fail(e);
-                }
-            }
-            if stopping {
-                return;
-            }
-        }
-    }
-
-    /// Writes one batch (whose last ticket is `last`) and fsyncs it: the group commit.
-    /// Those waiting only for the write are let go in between.
-    fn commit(&mut self, records: &[Record], last: u64) -> std::io::Result<()> {
-        use std::io::Write;
-        self.bytes.clear();
-        for record in records {
-            record.encode(&mut self.bytes);
-            self.state.apply(record);
-        }
-        self.file.file.write_all(&self.bytes)?;
-        self.shared.committed.lock().written = last;
-        self.shared.advanced.notify_all();
-        // sync_data: the file's contents and length, not its timestamps.
-        self.file.file.sync_data()?;
-        self.file.len += self.bytes.len() as u64;
-        self.shared.commits.fetch_add(1, Ordering::Relaxed);
-        if self.bytes.capacity() > 1 << 20 {
-            self.bytes = Vec::new();
-        }
-        Ok(())
-    }
-
-    fn compact_if_due(&mut self) -> std::io::Result<()> {
-        if self.file.len < self.compact_at_least.max(2 * self.snapshot_len) {
-            return Ok(());
-        }
-        let before = self.file.len;
-        self.state.forget_unheld();
-        file::compact(&mut self.file, &self.state)?;
-        self.snapshot_len = self.file.len;
-        log::info!(
-            "persistence: compacted {} from {before} to {} bytes ({} sessions, {} messages)",
-            self.file.path.display(),
-            self.file.len,
-            self.state.sessions.len(),
-            self.state.message_count()
-        );
-        Ok(())
-    }
-
-    /// A write failed: every waiting and future acknowledgement is refused.
-    fn fail(&mut self, e: std::io::Error) {
-        log::error!(
-            "persistence: {}: {e}; nothing more will be acknowledged that needs the journal",
-            self.file.path.display()
-        );
-        let failed = JournalFailed(Arc::from(e.to_string()));
-        self.shared.committed.lock().failed = Some(failed);
-        self.shared.advanced.notify_all();
     }
 }
 
