@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{Broker, Identity, StoredSession, Subscriber};
 use crate::mailbox::{Delivery, Message};
-use crate::persistence::{Durable, Journal, JournalFailed, Record, State, Ticket};
+use crate::persistence::{Batch, Durable, Journal, JournalFailed, Record, State, Ticket};
 use crate::session::{Limits, Session, Stage};
 
 impl Broker {
@@ -31,6 +31,12 @@ impl Broker {
             Some(journal) => journal.append(record),
             None => Ticket::NONE,
         }
+    }
+
+    /// Hands a connection writer's batch of records to the journal; returns what to wait
+    /// for before its packets go out, if anything.
+    pub(crate) fn record_batch(&self, batch: &mut Batch) -> Option<(Ticket, Durable)> {
+        self.journal.as_ref()?.append_batch(batch)
     }
 
     /// Waits until everything up to `ticket` is on disk: called before sending the

@@ -25,7 +25,7 @@ use crate::acl::ClientAcl;
 use crate::broker::{Broker, Traffic};
 use crate::codec::{Packet, QoS};
 use crate::mailbox::{Delivery, Outbox};
-use crate::persistence::{Durable, Record, Ticket};
+use crate::persistence::{Batch, Durable, Record, Ticket};
 use crate::protocol::ToWriter;
 use crate::session::{ClientAck, Outbound, WriterSide, WrongAck};
 use crate::socket::Socket;
@@ -56,13 +56,12 @@ pub(super) struct Writer {
     /// Set when the client broke a rule that only the writer can see (an acknowledgement
     /// of the wrong kind): the writer closes the connection and tells the reader why.
     violation: Option<WrongAck>,
-    /// The last journal record of what the batch holds (a QoS 2 PUBLISH sent, a PUBREL, the
-    /// reader's acknowledgements), which must be fsync'd before the batch is written: see
-    /// [`Writer::flush`].
+    /// With persistence: the journal ticket of the acknowledgements the reader handed over
+    /// (`ToWriter::AfterDisk`), which must be fsync'd before the batch is written.
     ticket: Ticket,
-    /// The last record of a QoS 1 PUBLISH in the batch, which need only be written (see
-    /// [`Writer::record_sent`]).
-    written: Ticket,
+    /// The records this batch of packets makes (a PUBLISH sent, a PUBREL, an acknowledgement
+    /// received), handed to the journal before the batch is written: see [`Writer::flush`].
+    journal: Batch,
 }
 
 /// What the writer thread hands back to the reader when it ends.
@@ -112,25 +111,29 @@ impl Writer {
             traffic: Traffic::default(),
             violation: None,
             ticket: Ticket::NONE,
-            written: Ticket::NONE,
+            journal: Batch::default(),
         }
     }
 
-    /// Writes a record about the session, if it is kept on disk, for the batch to wait on.
-    fn record(&mut self, change: impl FnOnce(u64) -> Record) {
+    /// Adds a record about the session to the batch, if the session is kept on disk; the
+    /// batch is not written before the record is as durable as `needs` says.
+    fn record(&mut self, needs: Option<Durable>, change: impl FnOnce(u64) -> Record) {
         if let Some(session) = self.outbox.on_disk() {
-            self.ticket = self.ticket.max(self.broker.record(change(session)));
+            self.journal.push(change(session), needs);
         }
     }
 
-    /// Records what an acknowledgement did. Only the PUBREL that answers a PUBREC waits for
-    /// the disk; see [`Writer::note`].
+    /// Records what an acknowledgement from the client did to a message in flight.
     fn record_ack(&mut self, ack: ClientAck) {
         let packet_id = ack.packet_id();
         if let ClientAck::Pubrec(_) = ack {
-            self.record(|session| Record::PubrelSent { session, packet_id });
+            // [MQTT-4.3.3-1] once PUBREL is out, the PUBLISH is never sent again: not even
+            // after a crash, so the PUBREL waits until its record is fsync'd.
+            let synced = Some(Durable::Synced);
+            self.record(synced, |session| Record::PubrelSent { session, packet_id });
         } else {
-            self.note(|session| Record::Delivered { session, packet_id });
+            // Lost in a crash, a PUBACK or PUBCOMP only makes the client acknowledge again.
+            self.record(None, |session| Record::Delivered { session, packet_id });
         }
     }
 
@@ -163,6 +166,9 @@ impl Writer {
             self.socket.shutdown();
             self.drain_after_failure(&mut outbound);
         }
+        // What the last acknowledgements recorded, written without waiting: nothing is
+        // sent after them.
+        let _ = self.broker.record_batch(&mut self.journal);
         Finished {
             side: WriterSide {
                 deliveries,
@@ -308,7 +314,7 @@ impl Writer {
             } else if outbound.deferred_count() < self.outbox.capacity() {
                 if let Some(message) = delivery.message.stored {
                     let qos = delivery.qos;
-                    self.note(|session| Record::Queued {
+                    self.record(None, |session| Record::Queued {
                         session,
                         message,
                         qos,
@@ -331,7 +337,7 @@ impl Writer {
         // In flight from now on, under this Packet Identifier: recorded before the PUBLISH
         // leaves, so that after a crash it is re-sent with the same id ([MQTT-4.4.0-1]).
         if let (Some(message), Some(packet_id)) = (stored, publish.packet_id) {
-            self.record_sent(qos, |session| Record::Sent {
+            self.record(sent_needs(qos), |session| Record::Sent {
                 session,
                 message,
                 packet_id,
@@ -365,14 +371,15 @@ impl Writer {
         if self.batch.is_empty() {
             return Ok(());
         }
-        // The acknowledgements, QoS 2 PUBLISHes and PUBRELs in the batch need their records
-        // fsync'd; its QoS 1 PUBLISHes need theirs written (`Writer::record_sent`).
-        let (synced, written) = (take(&mut self.ticket), take(&mut self.written));
+        // Our records first, so that the journal writes them while we wait for the
+        // reader's; then the batch waits for whichever is the later.
+        let ours = self.broker.record_batch(&mut self.journal);
+        let reader = take(&mut self.ticket);
         self.broker
-            .wait_for_disk(synced)
+            .wait_for_disk(reader)
             .map_err(io::Error::other)?;
-        if written > synced {
-            let waited = self.broker.wait_for_journal(written, Durable::Written);
+        if let Some((ticket, durable)) = ours {
+            let waited = self.broker.wait_for_journal(ticket, durable);
             waited.map_err(io::Error::other)?;
         }
         let written = self.socket.write_all(&self.batch);
@@ -419,39 +426,19 @@ impl Writer {
             }
         }
     }
+}
 
-    /// Records a PUBLISH sent to a session on disk, under its Packet Identifier. At QoS 2 the
-    /// batch waits until the record is fsync'd: were it lost, the message would still look
-    /// queued after a restart and go out again under a new id, and the client would
-    /// deliver it twice. At QoS 1 the batch waits only until the record is written, which a
-    /// crash of the broker cannot take back; a power cut could, and then the message comes
-    /// back as a new one under a new id: a duplicate, which QoS 1 allows. Waiting for the
-    /// fsync here made every turn of a subscriber's in-flight window wait for one (chapter
-    /// 11 measures it).
-    fn record_sent(&mut self, qos: QoS, sent: impl FnOnce(u64) -> Record) {
-        let Some(session) = self.outbox.on_disk() else {
-            return;
-        };
-        let ticket = self.broker.record(sent(session));
-        match qos {
-            QoS::ExactlyOnce => self.ticket = self.ticket.max(ticket),
-            _ => self.written = self.written.max(ticket),
-        }
-    }
-
-    /// Writes a record about the session, if it is kept on disk, that the batch need not
-    /// wait for: losing it in a crash only makes work done again. A PUBACK or PUBCOMP lost
-    /// that way brings back a message the client had finished with, which it acknowledges
-    /// again (a duplicate at QoS 1, a PUBREL answered with PUBCOMP at QoS 2); a retained
-    /// message queued for a new subscription is only not sent. What would mislead the
-    /// client after a crash waits ([`Writer::record`]): a PUBLISH, whose id must survive
-    /// ([MQTT-4.4.0-1]), and a PUBREL, after which the PUBLISH must never be sent again
-    /// ([MQTT-4.3.3-1]). Not waiting for acknowledgements matters: with it, every turn of
-    /// a subscriber's in-flight window waited for an fsync (chapter 11 measures it).
-    fn note(&mut self, change: impl FnOnce(u64) -> Record) {
-        if let Some(session) = self.outbox.on_disk() {
-            self.broker.record(change(session));
-        }
+/// How durable the record of a PUBLISH sent to a session on disk must be before the
+/// PUBLISH goes out. QoS 2: fsync'd. Were the record lost, the message would still look
+/// queued after a restart and go out again under a new id, and the client would deliver it
+/// twice. QoS 1: written, which a crash of the broker cannot take back, so the message is
+/// re-sent under its id ([MQTT-4.4.0-1]); after a power cut it may come back under a new
+/// one instead, a duplicate, which QoS 1 allows. (Waiting for the fsync at QoS 1 made every
+/// turn of a subscriber's in-flight window wait for one: chapter 11 measures it.)
+fn sent_needs(qos: QoS) -> Option<Durable> {
+    match qos {
+        QoS::ExactlyOnce => Some(Durable::Synced),
+        QoS::AtLeastOnce | QoS::AtMostOnce => Some(Durable::Written),
     }
 }
 

@@ -130,7 +130,7 @@ impl Appender {
             self.bytes = Vec::new();
         }
         self.shared.committed.lock().written = last;
-        self.shared.advanced.notify_all();
+        self.shared.written.notify_all();
         self.shared.to_sync.lock().written = last;
         self.shared.written_more.notify_one();
         Ok(())
@@ -152,7 +152,7 @@ impl Appender {
         let mut committed = self.shared.committed.lock();
         committed.upto = committed.upto.max(last);
         drop(committed);
-        self.shared.advanced.notify_all();
+        self.shared.synced.notify_all();
         log::info!(
             "persistence: compacted {} from {before} to {} bytes ({} sessions, {} messages)",
             self.file.path.display(),
@@ -189,7 +189,7 @@ fn sync_loop(shared: &Shared) {
         let mut committed = shared.committed.lock();
         committed.upto = committed.upto.max(target);
         drop(committed);
-        shared.advanced.notify_all();
+        shared.synced.notify_all();
     }
 }
 
@@ -200,5 +200,5 @@ fn fail(shared: &Shared, path: &str, e: std::io::Error) {
     );
     let failed = JournalFailed(Arc::from(e.to_string()));
     shared.committed.lock().failed = Some(failed);
-    shared.advanced.notify_all();
+    shared.wake_all();
 }

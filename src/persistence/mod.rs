@@ -99,8 +99,11 @@ struct Shared {
     arrived: Condvar,
     /// How far the journal is on disk. Held to read or advance it.
     committed: Mutex<Committed>,
-    /// Signalled after each commit, for the connections waiting on a ticket.
-    advanced: Condvar,
+    /// Signalled after each fsync (and at a failure), for the connections waiting on a
+    /// ticket to be synced.
+    synced: Condvar,
+    /// Signalled after each write, for those waiting only for it ([`Durable::Written`]).
+    written: Condvar,
     /// How many batches were written and fsync'd: with [`Pending::last`], how well group
     /// commit shares the fsyncs.
     commits: AtomicU64,
@@ -137,7 +140,7 @@ struct Committed {
 }
 
 /// How far a record must have gone before a waiting connection may go on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Durable {
     /// Written to the file: enough against a crash of the broker.
     Written,
@@ -169,7 +172,8 @@ impl Journal {
             pending: Mutex::new(Pending::default()),
             arrived: Condvar::new(),
             committed: Mutex::new(Committed::default()),
-            advanced: Condvar::new(),
+            synced: Condvar::new(),
+            written: Condvar::new(),
             commits: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             to_sync: Mutex::new(commit::SyncRequest::new(sync_file)),
@@ -197,11 +201,40 @@ impl Journal {
     /// Hands a record to the journal thread. The ticket says when it is on disk.
     pub fn append(&self, record: Record) -> Ticket {
         let mut pending = self.shared.pending.lock();
+        let was_empty = pending.records.is_empty();
         pending.records.push(record);
         pending.last += 1;
         let ticket = Ticket(pending.last);
         drop(pending);
-        self.shared.arrived.notify_one();
+        if was_empty {
+            self.shared.arrived.notify_one();
+        }
+        ticket
+    }
+
+    /// Hands a writer's batch of records to the journal thread; returns what to wait for
+    /// before the batch's packets go out, if anything.
+    pub fn append_batch(&self, batch: &mut Batch) -> Option<(Ticket, Durable)> {
+        if batch.records.is_empty() {
+            return None;
+        }
+        let ticket = self.append_all(&mut batch.records);
+        batch.needs.take().map(|durable| (ticket, durable))
+    }
+
+    /// Hands records to the journal thread, in order, under one lock; the ticket is the
+    /// last one's. Only the first records after the journal thread emptied the list wake
+    /// it: it takes everything that arrives until then in one go.
+    fn append_all(&self, records: &mut Vec<Record>) -> Ticket {
+        let mut pending = self.shared.pending.lock();
+        let was_empty = pending.records.is_empty();
+        pending.last += records.len() as u64;
+        pending.records.append(records);
+        let ticket = Ticket(pending.last);
+        drop(pending);
+        if was_empty {
+            self.shared.arrived.notify_one();
+        }
         ticket
     }
 
@@ -228,7 +261,10 @@ impl Journal {
             if reached >= ticket.0 {
                 break Ok(());
             }
-            self.shared.advanced.wait(&mut committed);
+            match durable {
+                Durable::Written => self.shared.written.wait(&mut committed),
+                Durable::Synced => self.shared.synced.wait(&mut committed),
+            }
         };
         self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
         outcome
@@ -273,7 +309,31 @@ impl Journal {
             .failed
             .get_or_insert_with(|| JournalFailed("the broker has stopped".into()));
         drop(committed);
-        self.shared.advanced.notify_all();
+        self.shared.wake_all();
+    }
+}
+
+/// The records a connection's writer gathers while it fills a batch of packets: handed to
+/// the journal in one go before the batch goes out, with how durable they must be by then.
+#[derive(Debug, Default)]
+pub struct Batch {
+    records: Vec<Record>,
+    /// The most any record of the batch needs; `None`: the batch need not wait at all.
+    needs: Option<Durable>,
+}
+
+impl Batch {
+    pub fn push(&mut self, record: Record, needs: Option<Durable>) {
+        self.records.push(record);
+        self.needs = self.needs.max(needs);
+    }
+}
+
+impl Shared {
+    /// Wakes every connection waiting on the journal, to look again (a failure, a stop).
+    fn wake_all(&self) {
+        self.written.notify_all();
+        self.synced.notify_all();
     }
 }
 
