@@ -11,7 +11,6 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::broker::{Broker, ConnectionId, Traffic};
 use crate::codec::{holds_whole_packet, read_frame_into};
 use crate::mailbox::Doorbells;
-use crate::persistence::Ticket;
 use crate::protocol::{CloseReason, Handler, ToWriter};
 use crate::session::{WriterSide, WrongAck};
 use crate::socket::Socket;
@@ -126,7 +125,8 @@ impl Reader {
 
     /// Ends a batch: wakes the writers of the subscribers it fed, and passes its requests
     /// to our writer, in the order the packets came (PUBACKs and PUBRECs in the order of
-    /// their PUBLISHes, [MQTT-4.6.0-2] [MQTT-4.6.0-3]), after the batch's journal ticket.
+    /// their PUBLISHes, [MQTT-4.6.0-2] [MQTT-4.6.0-3]), after the batch's journal ticket:
+    /// the writer sends them once the journal holds what they confirm.
     fn hand_over(
         &mut self,
         requests: &mut Vec<ToWriter>,
@@ -137,7 +137,7 @@ impl Reader {
         // No acknowledgement before the state it confirms is on disk: the writer waits for
         // the batch's ticket before it writes them, and this thread reads on meanwhile.
         let ticket = self.handler.take_ticket();
-        if ticket != Ticket::NONE && self.control.send(ToWriter::AfterDisk(ticket)).is_err() {
+        if ticket.is_some() && self.control.send(ToWriter::AfterDisk(ticket)).is_err() {
             return Err(CloseReason::PeerClosed);
         }
         for request in requests.drain(..) {

@@ -66,6 +66,11 @@ pub struct Ticket(u64);
 
 impl Ticket {
     pub const NONE: Ticket = Ticket(0);
+
+    /// Whether there is anything to wait for.
+    pub fn is_some(self) -> bool {
+        self != Ticket::NONE
+    }
 }
 
 /// The journal could not be written: nothing more can be promised, so nothing more is
