@@ -429,8 +429,10 @@ run_all() {
     DURABLE=0
 }
 
-# The summary, in awk: collect `metric` for `label` by broker and round, print medians.
-SUMMARY_AWK='
+# The two summaries' shared awk functions: the median of a list, and a figure shown
+# with a sensible number of digits.
+# shellcheck disable=SC2016 # awk's own $ fields
+AWK_FUNCTIONS='
 function median(list, n,    i, j, t) {
     if (n == 0) return "-"
     for (i = 2; i <= n; i++) {            # insertion sort: a handful of values
@@ -444,6 +446,11 @@ function show(v) {
     if (v == "-") return "-"
     return (v >= 1000) ? sprintf("%.0f", v) : sprintf("%.2f", v)
 }
+'
+
+# The summary, in awk: collect `metric` for `label` by broker and round, print medians.
+# shellcheck disable=SC2016 # awk's own $ fields
+SUMMARY_AWK="$AWK_FUNCTIONS"'
 $1 == label && $4 == "RESULT" {
     for (i = 5; i <= NF; i++) {
         split($i, kv, "=")
@@ -477,20 +484,7 @@ END {
 # median, lowest and highest of the per-round ratios mqttd / that broker; then mqttd's
 # journal: records per fsync and fsyncs per second (whole run, set-up included).
 # shellcheck disable=SC2016 # awk's own $ fields
-DURABLE_AWK='
-function median(list, n,    i, j, t) {
-    if (n == 0) return "-"
-    for (i = 2; i <= n; i++) {
-        t = list[i]
-        for (j = i - 1; j >= 1 && list[j] > t; j--) list[j + 1] = list[j]
-        list[j + 1] = t
-    }
-    return (n % 2) ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
-}
-function show(v) {
-    if (v == "-") return "-"
-    return (v >= 1000) ? sprintf("%.0f", v) : sprintf("%.2f", v)
-}
+DURABLE_AWK="$AWK_FUNCTIONS"'
 $1 == label && $4 == "RESULT" {
     for (i = 5; i <= NF; i++) {
         split($i, kv, "=")
