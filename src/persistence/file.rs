@@ -83,7 +83,16 @@ pub fn open(dir: &Path, name: &str) -> Result<Recovered, PersistenceError> {
         .open(&path)
         .map_err(|e| error(&path, format!("cannot open for writing: {e}")))?;
     let len = file.metadata().map_err(|e| error(&path, e))?.len();
-    if len == 0 {
+    if len == 0 || is_torn_header(&mut file, len) {
+        // A new journal, or the first start died while writing its header: start afresh.
+        if len > 0 {
+            log::warn!(
+                "persistence: {}: only {len} bytes of the journal's header were written; \
+                 starting an empty journal",
+                path.display()
+            );
+            file.set_len(0).map_err(|e| error(&path, e))?;
+        }
         write_header(&mut file).map_err(|e| error(&path, e))?;
         file.sync_all().map_err(|e| error(&path, e))?;
         sync_dir(dir).map_err(|e| error(dir, e))?;
@@ -157,6 +166,19 @@ fn write_header(file: &mut File) -> io::Result<()> {
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&VERSION.to_be_bytes());
     file.write_all(&header)
+}
+
+/// Whether a file shorter than a header holds the first bytes of one: what a crash while
+/// writing the header of a new journal leaves. Anything else is not ours to overwrite.
+fn is_torn_header(file: &mut File, len: u64) -> bool {
+    let mut bytes = Vec::new();
+    if len >= HEADER_LEN || file.read_to_end(&mut bytes).is_err() {
+        return false;
+    }
+    let mut header = MAGIC.to_vec();
+    header.extend_from_slice(&VERSION.to_be_bytes());
+    let _ = file.seek(SeekFrom::Start(0));
+    header.starts_with(&bytes)
 }
 
 fn check_header(file: &mut File, len: u64) -> Result<(), String> {

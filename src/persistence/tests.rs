@@ -191,6 +191,20 @@ fn a_file_of_another_format_or_version_is_refused_and_left_alone() {
 }
 
 #[test]
+fn a_header_cut_short_by_a_crash_starts_an_empty_journal() {
+    let dir = TempDir::new("torn-header");
+    fs::create_dir_all(&dir.0).unwrap();
+    fs::write(dir.journal(), b"mqttd").unwrap();
+    let recovered = Journal::recover(&dir.0, NAME).unwrap();
+    assert_eq!((recovered.records, recovered.file.len), (0, HEADER_LEN));
+    drop(recovered);
+    // Five bytes that are not the start of a header are someone else's file.
+    fs::write(dir.journal(), b"hello").unwrap();
+    assert!(Journal::recover(&dir.0, NAME).is_err());
+    assert_eq!(fs::read(dir.journal()).unwrap(), b"hello");
+}
+
+#[test]
 fn a_directory_that_cannot_be_made_is_an_error_naming_it() {
     let dir = TempDir::new("not-a-dir");
     fs::create_dir_all(&dir.0).unwrap();
