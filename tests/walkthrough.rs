@@ -338,7 +338,8 @@ const EXTERNAL: &[&str] = &[
     // `mosquitto_sub -d` prints, bytes, the scenarios of bench/compare.sh, the `RESULT`
     // lines of loadgen, and the suffix the violation tests share (`_closes`).
     "learner twin polite fragile mortal forgetful slowpoke door hoge fuga sport status a b",
-    "one two three o d1 r1 d000 conns5k fanout16 fanout256 RESULT _closes",
+    "one two three o d1 r1 d000 conns5k fanout16 fanout256 qos1_durable fanin_q1_durable",
+    "RESULT _closes",
 ];
 
 fn is_external(name: &str) -> bool {
