@@ -28,9 +28,8 @@
 # mqttd, mqttd-base, mosquitto, mqttd, mqttd-base, mosquitto, ...
 set -euo pipefail
 
-# Paths given on the command line are relative to where it was typed, not to the checkout
-# we move to below.
-abs_path() { readlink -f -- "$1" || echo "$1"; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 MQTTD=${MQTTD:+$(abs_path "$MQTTD")}
 LOADGEN=${LOADGEN:+$(abs_path "$LOADGEN")}
 BASELINE=${BASELINE:+$(abs_path "$BASELINE")}
@@ -110,7 +109,7 @@ DATA_DIR=""
 
 # Whatever happens, the broker we started goes away, and so do our temporary files.
 cleanup() {
-    stop_broker
+    stop_broker TERM
     if [[ -n "$OLD_MAP_COUNT" ]]; then
         sysctl -q -w vm.max_map_count="$OLD_MAP_COUNT" && log "vm.max_map_count back to $OLD_MAP_COUNT"
     fi
@@ -123,7 +122,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "== $*" >&2; }
 
 prepare() {
     # 10 000 connections need 10 000 descriptors in the broker and in the load generator.
@@ -140,17 +138,7 @@ prepare() {
             "(2 threads per connection) stops at about $((maps / 8)) connections;" \
             "RAISE_MAP_COUNT=1 raises it for the run (see bench/README.md)"
     fi
-    # Two commands, not one `cargo build --bins --examples`: the examples' dev-dependency
-    # on this crate turns on `fault-injection`, and in one command the broker binary would
-    # get it too.
-    if [[ "${BUILD_MQTTD:-1}" == 1 ]]; then
-        log "building mqttd (release)"
-        cargo build --release --quiet
-    fi
-    if [[ "${BUILD_LOADGEN:-1}" == 1 ]]; then
-        log "building the load generator (release)"
-        cargo build --release --quiet --example loadgen
-    fi
+    build_binaries
     local bin
     for bin in "$MQTTD" "$LOADGEN" ${BASELINE:+"$BASELINE"}; do
         if [[ ! -x $bin ]]; then
@@ -275,38 +263,6 @@ start_broker() {
     wait_listening "$port"
 }
 
-# Waits up to 5 s for the broker to listen (without connecting to it).
-wait_listening() {
-    local port=$1 i
-    for i in $(seq 50); do
-        if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-            log "broker exited at start:"
-            cat "$WORK/broker.log" >&2
-            return 1
-        fi
-        if [[ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]]; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    log "broker not listening on $port after 5 s"
-    return 1
-}
-
-# Stops the broker we started, by its PID: TERM, then KILL after 5 s.
-stop_broker() {
-    [[ -n "$BROKER_PID" ]] || return 0
-    local i
-    kill -TERM "$BROKER_PID" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 "$BROKER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
-    BROKER_PID=""
-}
-
 # run_one LABEL BROKER ROUND ARGS...: one run on a fresh broker; appends to RESULTS.
 run_one() {
     local label=$1 broker=$2 round=$3
@@ -321,7 +277,7 @@ run_one() {
     else
         rc=-1
     fi
-    stop_broker
+    stop_broker TERM
     # Durable runs only: journal counts and disk use; removes the persistence directory.
     local journal
     journal=$(journal_fields)

@@ -26,7 +26,8 @@
 # if anything goes wrong); every wait is bounded.
 set -euo pipefail
 
-abs_path() { readlink -f -- "$1" || echo "$1"; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 MQTTD=${MQTTD:+$(abs_path "$MQTTD")}
 LOADGEN=${LOADGEN:+$(abs_path "$LOADGEN")}
 
@@ -49,7 +50,6 @@ WORK=$(mktemp -d /tmp/mqttd-restart.XXXXXX)
 BROKER_PID=""
 PORT=""
 
-log() { echo "== $*" >&2; }
 
 cleanup() {
     stop_broker TERM
@@ -64,16 +64,7 @@ trap 'exit 130' INT TERM
 
 prepare() {
     ulimit -n 20000 || log "warning: could not raise ulimit -n to 20000 (now $(ulimit -n))"
-    # Two commands: see bench/compare.sh (the examples' dev-dependency turns on the
-    # test-only fault-injection feature).
-    if [[ "${BUILD_MQTTD:-1}" == 1 ]]; then
-        log "building mqttd (release)"
-        cargo build --release --quiet
-    fi
-    if [[ "${BUILD_LOADGEN:-1}" == 1 ]]; then
-        log "building the load generator (release)"
-        cargo build --release --quiet --example loadgen
-    fi
+    build_binaries
     local bin
     for bin in "$MQTTD" "$LOADGEN"; do
         if [[ ! -x $bin ]]; then
@@ -135,42 +126,6 @@ start_broker() {
     BROKER_PID=$!
 }
 
-# Waits up to 10 s for the broker to listen.
-wait_listening() {
-    for _ in $(seq 100); do
-        if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-            log "broker exited at start:"
-            tail -5 "$WORK/broker.log" >&2
-            return 1
-        fi
-        if [[ -n "$(ss -Hltn "sport = :$PORT" 2>/dev/null)" ]]; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    log "broker not listening on $PORT after 10 s"
-    return 1
-}
-
-# stop_broker TERM|KILL: by its PID; after TERM, KILL if it is still there after 10 s.
-stop_broker() {
-    [[ -n "$BROKER_PID" ]] || return 0
-    if [[ $1 == KILL ]]; then
-        # Reaped at once, with stderr closed: bash would otherwise report the kill.
-        { kill -KILL "$BROKER_PID" && wait "$BROKER_PID"; } 2>/dev/null || true
-        BROKER_PID=""
-        return 0
-    fi
-    kill -"$1" "$BROKER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do
-        kill -0 "$BROKER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
-    BROKER_PID=""
-}
-
 # The session that restart number $1 checks: spread over all of them, all different.
 session_for() {
     echo $(((2 * $1 - 1) * SESSIONS / (2 * RESTARTS)))
@@ -182,7 +137,7 @@ bench() {
     : >"$WORK/broker.log"
     free_port
     start_broker "$name"
-    wait_listening
+    wait_listening "$PORT"
     log "$name on port $PORT: storing $SESSIONS sessions x $MESSAGES messages"
     line=$(timeout -k 5 120 "$LOADGEN" store --sessions "$SESSIONS" --messages "$MESSAGES" \
         --port "$PORT" --secs 60)
