@@ -1277,13 +1277,19 @@ fn until_waiting(server: &mqttd::Server, n: u64) {
 /// nothing here however long one waits; one that acknowledges early is caught in the first
 /// milliseconds, so a short read timeout is enough and cannot fail a correct broker.
 fn assert_nothing_arrives(raw: &mut Raw, what: &str) {
-    raw.stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let deadline = Instant::now() + Duration::from_millis(200);
     let mut byte = [0u8; 1];
-    match raw.stream.read(&mut byte) {
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-        other => panic!("{what} arrived before its record was on disk: {other:?} {byte:02x?}"),
+    // Bounded by the deadline; a signal (SIGCHLD from the tests that kill a child broker)
+    // may interrupt the read, which is then tried again for the time left.
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        raw.stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match raw.stream.read(&mut byte) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            other => panic!("{what} arrived before its record was on disk: {other:?} {byte:02x?}"),
+        }
     }
     raw.stream.set_read_timeout(Some(PATIENCE)).unwrap();
 }
