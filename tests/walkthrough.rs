@@ -6,6 +6,8 @@
 //! - every gdb frame a chapter quotes (`mqttd::codec::Packet::decode (…) at
 //!   src/codec/mod.rs:232`) lands, at that line, inside the function it names, in the
 //!   module it names;
+//! - every source line gdb prints where it stops (`253\t        if ticket …`) still reads
+//!   the same at that line of that file;
 //! - every function, type, constant, field or variant a chapter names in backticks
 //!   (`Session::handle`, `TAKEOVER_TIMEOUT`) is defined in the code, and `Type::member`
 //!   is defined where `Type` is.
@@ -291,6 +293,55 @@ fn every_gdb_frame_lands_in_the_function_it_names() {
         "{} gdb frame(s) no longer match the code; run the chapter's gdb session again:\n  {}",
         problems.len(),
         Vec::from_iter(problems).join("\n  ")
+    );
+}
+
+/// Where gdb stops, it prints the source line after the frame: `253\t        if ticket …`.
+/// Every such line in a chapter, after a frame in one of our files, must still read the
+/// same in that file: a function can move by a few lines and still hold its frames, and
+/// then the transcript shows a line the code no longer has there.
+#[test]
+fn every_source_line_gdb_prints_is_still_there() {
+    let frame_at = |line: &str| -> Option<(String, usize)> {
+        let at = line.rfind(" at src/")?;
+        let (file, number) = line[at + 4..].trim_end().rsplit_once(':')?;
+        Some((file.to_owned(), number.parse().ok()?))
+    };
+    let (mut problems, mut checked) = (Vec::new(), 0);
+    for (chapter, text) in chapters() {
+        let mut last_frame: Option<(String, usize)> = None;
+        for line in text.lines() {
+            if let Some(frame) = frame_at(line) {
+                last_frame = Some(frame);
+                continue;
+            }
+            let Some((number, shown)) = line.split_once('\t') else {
+                continue;
+            };
+            let Some((file, at)) = &last_frame else {
+                continue;
+            };
+            if number.parse::<usize>().ok() != Some(*at) {
+                continue;
+            }
+            checked += 1;
+            let source = fs::read_to_string(file).unwrap_or_default();
+            let now = source.lines().nth(at - 1).unwrap_or("");
+            if now.trim() != shown.trim() {
+                problems.push(format!(
+                    "{chapter}: {file}:{at} shows {:?}, the file has {:?}",
+                    shown.trim(),
+                    now.trim()
+                ));
+            }
+        }
+    }
+    assert!(checked > 0, "no source line after a gdb frame found");
+    assert!(
+        problems.is_empty(),
+        "{} line(s) gdb printed are no longer in the code; run the chapter's gdb session again:\n  {}",
+        problems.len(),
+        problems.join("\n  ")
     );
 }
 
