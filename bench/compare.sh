@@ -113,15 +113,10 @@ cleanup() {
     if [[ -n "$OLD_MAP_COUNT" ]]; then
         sysctl -q -w vm.max_map_count="$OLD_MAP_COUNT" && log "vm.max_map_count back to $OLD_MAP_COUNT"
     fi
-    if [[ "${KEEP_LOGS:-0}" == 1 ]]; then
-        echo "logs kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
+    remove_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
 
 prepare() {
     # 10 000 connections need 10 000 descriptors in the broker and in the load generator.

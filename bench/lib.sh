@@ -61,3 +61,12 @@ stop_broker() {
     wait "$BROKER_PID" 2>/dev/null || true
     BROKER_PID=""
 }
+
+# Removes the run's temporary directory $WORK, or with KEEP_LOGS=1 says where it is kept.
+remove_work() {
+    if [[ "${KEEP_LOGS:-0}" == 1 ]]; then
+        echo "logs kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}

@@ -50,14 +50,9 @@ WORK=$(mktemp -d /tmp/mqttd-restart.XXXXXX)
 BROKER_PID=""
 PORT=""
 
-
 cleanup() {
     stop_broker TERM
-    if [[ "${KEEP_LOGS:-0}" == 1 ]]; then
-        echo "logs kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
+    remove_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
