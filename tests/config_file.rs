@@ -124,8 +124,8 @@ fn the_example_mqttd_conf_is_valid() {
     assert_eq!(
         loaded.config.listeners,
         [mqttd::config::Listener {
-            bind: "127.0.0.1:1883".parse().unwrap(),
             max_connections: Some(1000),
+            ..mqttd::config::Listener::new("127.0.0.1:1883".parse().unwrap())
         }]
     );
 }

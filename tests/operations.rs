@@ -166,8 +166,8 @@ fn a_will_cannot_forge_sys_values() {
 fn a_listener_refuses_connections_beyond_its_own_limit() {
     let broker = start_broker_with(Config {
         listeners: vec![mqttd::config::Listener {
-            bind: "127.0.0.1:0".parse().unwrap(),
             max_connections: Some(1),
+            ..mqttd::config::Listener::new("127.0.0.1:0".parse().unwrap())
         }],
         ..Config::default()
     });

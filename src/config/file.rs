@@ -562,12 +562,12 @@ mod tests {
             listeners,
             [
                 Listener {
-                    bind: "0.0.0.0:1884".parse().unwrap(),
-                    max_connections: Some(5)
+                    max_connections: Some(5),
+                    ..Listener::new("0.0.0.0:1884".parse().unwrap())
                 },
                 Listener {
-                    bind: "0.0.0.0:1883".parse().unwrap(),
-                    max_connections: Some(10)
+                    max_connections: Some(10),
+                    ..Listener::new("0.0.0.0:1883".parse().unwrap())
                 },
                 Listener::new("127.0.0.1:8883".parse().unwrap()),
             ]

@@ -26,16 +26,83 @@ pub struct Listener {
     /// Mosquitto's per-listener `max_connections`: `None` for no limit of its own (the
     /// broker-wide [`Config::max_connections`] still applies).
     pub max_connections: Option<usize>,
+    /// Mosquitto's `protocol`: MQTT straight on the byte stream, or inside WebSocket frames.
+    pub protocol: Protocol,
+    /// TLS under whatever `protocol` says (`certfile` and `keyfile` set): `None`, plain TCP.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Listener {
-    /// A listener on `bind`, with no connection limit of its own.
+    /// A plain MQTT listener on `bind`, with no connection limit of its own.
     pub fn new(bind: SocketAddr) -> Listener {
         Listener {
             bind,
             max_connections: None,
+            protocol: Protocol::Mqtt,
+            tls: None,
         }
     }
+}
+
+/// What a listener's clients speak on top of TCP (or TLS): Mosquitto's `protocol` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// MQTT's bytes straight on the stream (§4.2).
+    Mqtt,
+    /// MQTT's bytes inside binary WebSocket frames, after an HTTP upgrade (§6, RFC 6455).
+    WebSockets,
+}
+
+/// A listener's TLS settings, with Mosquitto's names. Paths are read when the listener
+/// starts; a file that cannot be used stops the start, naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `certfile`: the server's certificate chain, PEM, the server's own first.
+    pub certfile: PathBuf,
+    /// `keyfile`: the server's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub keyfile: PathBuf,
+    /// `cafile`: PEM certificates of the authorities whose client certificates are trusted.
+    pub cafile: Option<PathBuf>,
+    /// `capath`: a directory of such PEM files.
+    pub capath: Option<PathBuf>,
+    /// `require_certificate`: a client must present a certificate signed by `cafile` or
+    /// `capath`, or the handshake fails.
+    pub require_certificate: bool,
+    /// `use_identity_as_username`: the client certificate's Common Name is the user name,
+    /// for the ACL; the password file is not asked.
+    pub use_identity_as_username: bool,
+    /// `use_subject_as_username`: the same with the certificate's whole subject.
+    pub use_subject_as_username: bool,
+    /// `tls_version`: the oldest version offered. `None`: TLS 1.2 and 1.3.
+    pub tls_version: Option<TlsVersion>,
+}
+
+impl TlsSettings {
+    /// TLS with `certfile` and `keyfile` and everything else at Mosquitto's defaults: no
+    /// client certificates asked for, TLS 1.2 and 1.3.
+    pub fn new(certfile: impl Into<PathBuf>, keyfile: impl Into<PathBuf>) -> TlsSettings {
+        TlsSettings {
+            certfile: certfile.into(),
+            keyfile: keyfile.into(),
+            cafile: None,
+            capath: None,
+            require_certificate: false,
+            use_identity_as_username: false,
+            use_subject_as_username: false,
+            tls_version: None,
+        }
+    }
+}
+
+/// Mosquitto's `tls_version` values: the oldest TLS version a listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// `tlsv1.1`: rustls has no TLS 1.1, so this offers what `tlsv1.2` offers (logged).
+    V1_1,
+    /// `tlsv1.2`: TLS 1.2 and 1.3.
+    V1_2,
+    /// `tlsv1.3`: TLS 1.3 only.
+    V1_3,
 }
 
 /// Everything a [`crate::Server`] can be told. `Config::default()` is what `cargo run` uses.
