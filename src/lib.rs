@@ -20,9 +20,9 @@
 //! | 2     | [`mailbox`]     | a message, a delivery, the Outbox and the Doorbells a session is delivered through | §4.6 | 04, 09 |
 //! | 1     | [`codec`]       | bytes ⇄ packets: fixed header, Remaining Length, the 14 packet types | §1.5, §2, §3 | 01 |
 //! | 1     | [`acl`]         | who may publish and receive which topics: Mosquitto's `acl_file` | §4.7, §5.4.2 | 10 |
+//! | 1     | `transport`     | the byte stream under MQTT, shared by a connection's threads: TCP, TLS, WebSocket frames | §4.2, §6 | 00, 12 |
 //! | 0     | [`topic`]       | topic names, filters, wildcards, the trie and the topic map | §4.7        | 03, 07 |
 //! | 0     | [`config`]      | the settings, their defaults and limits, and Mosquitto's configuration file |  | 00, 10 |
-//! | 0     | `socket`        | one TCP socket shared by a connection's threads    |                 | 00 |
 //! | 0     | [`passwords`]   | password files as `mosquitto_passwd` writes them, and `mqttd passwd` (hashing behind the `auth` feature) | §3.1.3.4, §3.1.3.5 | 10 |
 //!
 //! The modules without a link are internal (`pub(crate)`): an embedder needs only
@@ -59,8 +59,8 @@ mod persistence;
 mod protocol;
 pub mod server;
 mod session;
-mod socket;
 pub mod topic;
+mod transport;
 
 pub use config::Config;
 pub use server::{Reloader, Server, Stopper};

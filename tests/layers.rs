@@ -28,14 +28,15 @@ use source_text::code_only;
 /// The layers, bottom to top. A module may reference only modules of a lower layer.
 /// `lib.rs` and `main.rs` sit above all of them and may reference anything.
 const LAYERS: &[&[&str]] = &[
-    // 0: leaves. Topic names and the trie, the settings, the byte stream under a
-    //    connection, test-only fault injection, password files (and `mqttd passwd`, which
-    //    writes them; the hashing inside is the optional `auth` feature's). They know no
-    //    other module of the crate.
-    &["topic", "config", "socket", "fault", "passwords"],
-    // 1: bytes to packets and back, and the access rules of an acl_file. Both may know
-    //    topic names and filters (to validate and match them), nothing else.
-    &["codec", "acl"],
+    // 0: leaves. Topic names and the trie, the settings, test-only fault injection,
+    //    password files (and `mqttd passwd`, which writes them; the hashing inside is the
+    //    optional `auth` feature's). They know no other module of the crate.
+    &["topic", "config", "fault", "passwords"],
+    // 1: bytes to packets and back, the access rules of an acl_file, and the byte stream
+    //    under a connection (TCP, TLS, WebSocket frames). The first two may know topic
+    //    names and filters (to validate and match them); the transport knows the listener
+    //    settings it is built from. Nothing else.
+    &["codec", "acl", "transport"],
     // 2: the queues between a publisher's thread and a subscriber's. May know packets.
     &["mailbox"],
     // 3: one client's state and what its packets do; and the journal, which writes what

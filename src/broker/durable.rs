@@ -256,7 +256,7 @@ mod tests {
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let claim = broker
             .sessions()
-            .claim(&Arc::from("k"), 1, crate::socket::Socket::new(stream))
+            .claim(&Arc::from("k"), 1, crate::transport::Socket::new(stream))
             .unwrap();
         let StoredSession {
             mut session,

@@ -50,8 +50,8 @@ use crate::mailbox::{Message, Outbox};
 use crate::passwords::{Check, PasswordFile};
 use crate::persistence::Journal;
 use crate::session::SessionId;
-use crate::socket::Socket;
 use crate::topic::{self, SubscriptionTrie};
+use crate::transport::Socket;
 
 pub use retained::RetainedMessages;
 pub(crate) use session_store::{Released, SessionStore, StoredSession};

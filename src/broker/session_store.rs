@@ -23,7 +23,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::{ConnectionId, Sequence};
 use crate::session::{Session, SessionId, WriterSide};
-use crate::socket::Socket;
+use crate::transport::Socket;
 
 /// How long a new connection waits for the connection it takes over to hand its session
 /// back. The old connection's threads are woken by the socket shutdown and finish in

@@ -32,7 +32,7 @@ use crate::protocol::{
     reaction_to, CloseReason, Handler, Opened, Refusal,
 };
 use crate::session::WriterSide;
-use crate::socket::Socket;
+use crate::transport::Socket;
 
 use super::input::Input;
 use super::reader::Reader;
@@ -89,7 +89,7 @@ fn accept(
 ) -> Result<(), Refusal> {
     // The input buffer may hold bytes the client sent after its CONNECT (clients need not wait
     // for CONNACK, §3.1.4); it is handed to the reader thread so none of them is lost.
-    let mut input = Input::new(socket.clone());
+    let mut input = Input::new(socket.incoming());
     let connect = read_connect(&mut input, socket, broker, peer)?;
     check_keep_alive(&connect, broker)?;
     authenticate(&connect, broker)?;

@@ -17,7 +17,7 @@
 
 use std::io::{self, Read};
 
-use super::Socket;
+use crate::transport::Incoming;
 
 /// The size of a quiet connection's buffer.
 pub const SMALL: usize = 512;
@@ -25,10 +25,10 @@ pub const SMALL: usize = 512;
 /// The size of a busy connection's buffer.
 pub const LARGE: usize = 8 * 1024;
 
-/// A buffered reader on a connection's socket whose buffer follows the traffic.
+/// A buffered reader on a connection's incoming bytes whose buffer follows the traffic.
 #[derive(Debug)]
 pub struct Input {
-    socket: Socket,
+    incoming: Incoming,
     buffer: Box<[u8]>,
     /// `buffer[start..end]` holds bytes read from the socket and not taken yet.
     start: usize,
@@ -36,9 +36,9 @@ pub struct Input {
 }
 
 impl Input {
-    pub fn new(socket: Socket) -> Input {
+    pub fn new(incoming: Incoming) -> Input {
         Input {
-            socket,
+            incoming,
             buffer: vec![0; SMALL].into_boxed_slice(),
             start: 0,
             end: 0,
@@ -72,7 +72,7 @@ impl Input {
         }
         self.start = 0;
         self.end = 0;
-        self.end = self.socket.read(&mut self.buffer)?;
+        self.end = self.incoming.read(&mut self.buffer)?;
         Ok(())
     }
 }
@@ -83,7 +83,7 @@ impl Read for Input {
             // Nothing buffered, and the caller wants at least a buffer's worth (a big
             // packet's body): read straight into its memory, as BufReader does.
             if out.len() >= self.buffer.len() {
-                return self.socket.read(out);
+                return self.incoming.read(out);
             }
             self.refill()?;
         }
@@ -101,12 +101,14 @@ mod tests {
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
 
+    use crate::transport::Socket;
+
     /// A connected pair on loopback: what the test writes, `Input` reads.
     fn pair() -> (TcpStream, Input) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        (client, Input::new(Socket::new(server)))
+        (client, Input::new(Socket::new(server).incoming()))
     }
 
     /// Reads exactly `n` bytes, the way the frame reader does.

@@ -54,7 +54,7 @@ use std::sync::Arc;
 use crate::broker::Broker;
 use crate::codec::primitives::put_remaining_length;
 use crate::codec::{Frame, Packet};
-use crate::socket::Socket;
+use crate::transport::Socket;
 
 /// Stack size of each connection thread. Only the pages a thread touches count towards
 /// memory use; this bounds the worst case. Decoding and routing never recurse deeply.

@@ -13,7 +13,7 @@ use crate::codec::{holds_whole_packet, read_frame_into};
 use crate::mailbox::Doorbells;
 use crate::protocol::{CloseReason, Handler, ToWriter};
 use crate::session::{WriterSide, WrongAck};
-use crate::socket::Socket;
+use crate::transport::Socket;
 
 use super::input::Input;
 use super::writer::Finished;

@@ -28,7 +28,7 @@ use crate::mailbox::{Delivery, Outbox};
 use crate::persistence::{Batch, Durable, Record, Ticket};
 use crate::protocol::ToWriter;
 use crate::session::{ClientAck, Outbound, WriterSide, WrongAck};
-use crate::socket::Socket;
+use crate::transport::Socket;
 
 use super::{log_sent, panic_message, trace_bytes};
 

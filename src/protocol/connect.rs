@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::broker::{Broker, ConnectionId};
 use crate::codec::{Connect, ConnectReturnCode, DecodeError, ProtocolVersion};
 use crate::passwords::Check;
-use crate::socket::Socket;
+use crate::transport::Socket;
 
 use super::{CloseReason, Handler, Opened};
 
