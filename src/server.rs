@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::connection::{self, ListenerSlot};
 use crate::passwords::PasswordFile;
 use crate::persistence::Journal;
+use crate::transport::Transport;
 
 /// A running broker: its listening addresses, its shared state and its acceptor threads
 /// (one per listener). Dropping it stops the broker.
@@ -55,12 +56,19 @@ impl Server {
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        // Bind them all before starting anything: one that fails stops the start.
+        // Read every listener's certificates and bind them all before starting anything:
+        // one that fails stops the start.
         let mut bound = Vec::new();
         for listener in &config.listeners {
+            let (transport, warnings) =
+                Transport::for_listener(listener, config.websockets_headers_size)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            for warning in warnings {
+                log::warn!("{warning}");
+            }
             let socket = TcpListener::bind(listener.bind)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", listener.bind)))?;
-            bound.push((socket, listener.max_connections));
+            bound.push((socket, listener.max_connections, Arc::new(transport)));
         }
         config.max_connections = within_the_kernels_map_limit(config.max_connections);
         let mut broker = Broker::new(config);
@@ -78,14 +86,14 @@ impl Server {
         };
         // Every open connection, whichever listener took it: the broker-wide limit.
         let everyone = Arc::new(AtomicUsize::new(0));
-        for (socket, limit) in bound {
+        for (socket, limit, transport) in bound {
             let local_addr = socket.local_addr()?;
-            log::info!("mqttd listening on {local_addr}");
+            log::info!("mqttd listening on {local_addr} ({transport:?})");
             let broker = Arc::clone(&server.broker);
             let everyone = Arc::clone(&everyone);
             let acceptor = std::thread::Builder::new()
                 .name("acceptor".into())
-                .spawn(move || accept_loop(socket, limit, everyone, broker))?;
+                .spawn(move || accept_loop(socket, limit, everyone, broker, transport))?;
             server.local_addrs.push(local_addr);
             server.acceptors.push(acceptor);
         }
@@ -378,12 +386,14 @@ fn within_the_kernels_map_limit(max_connections: usize) -> usize {
 }
 
 /// Accepts connections on one listener until the broker stops. `limit` is the listener's
-/// own `max_connections`, on top of the broker-wide one, which `everyone` counts.
+/// own `max_connections`, on top of the broker-wide one, which `everyone` counts; every
+/// connection gets the listener's `transport`.
 fn accept_loop(
     listener: TcpListener,
     limit: Option<usize>,
     everyone: Arc<AtomicUsize>,
     broker: Arc<Broker>,
+    transport: Arc<Transport>,
 ) {
     // How many connections of this listener are open: each holds a `ListenerSlot`.
     let open = Arc::new(AtomicUsize::new(0));
@@ -405,7 +415,7 @@ fn accept_loop(
             Ok(stream) => {
                 broker.count_connection();
                 let slot = ListenerSlot::take(&open, &everyone);
-                connection::spawn(stream, Arc::clone(&broker), slot)
+                connection::spawn(stream, Arc::clone(&broker), slot, Arc::clone(&transport))
             }
             Err(e) => {
                 // Typically "too many open files": wait a moment rather than spin, and let

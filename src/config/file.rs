@@ -11,7 +11,7 @@
 //! | group | what happens | examples |
 //! |-------|--------------|----------|
 //! | supported | read into [`Config`], with Mosquitto's meaning | `listener`, `allow_anonymous`, `password_file` |
-//! | not supported *yet* | refused with an error naming the key: a feature another issue brings | `certfile`, `protocol websockets`, `connection` |
+//! | not supported *yet* | refused with an error naming the key: a feature another issue brings | `crlfile`, `psk_hint`, `connection` |
 //! | refused for safety | refused: ignoring it would change who may do what | `plugin`, `mount_point`, `clientid_prefixes` |
 //! | ignored | a warning naming file, line and key, then on | `log_dest`, `set_tcp_nodelay`, `memory_limit` |
 //!
@@ -19,7 +19,10 @@
 //! value, which says what was expected.
 //!
 //! **Listeners and anonymous access.** The keys after `listener PORT [ADDRESS]` belong to it
-//! (here: `max_connections`); `port` and `bind_address` set up the default listener. As in
+//! (`max_connections`, `protocol`, and the TLS keys `certfile`, `keyfile`, `cafile`,
+//! `capath`, `require_certificate`, `use_identity_as_username`, `use_subject_as_username`,
+//! `tls_version`, checked together when the file ends); `port` and `bind_address` set up
+//! the default listener, which also takes listener keys met before any `listener`. As in
 //! Mosquitto 2.0, a file that sets up any listener makes `allow_anonymous` false unless
 //! it says `allow_anonymous true`: a broker opened to the network asks who is connecting.
 
@@ -28,7 +31,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Config, Listener, MAX_INFLIGHT_MESSAGES};
+use super::{Config, Listener, Protocol, TlsSettings, TlsVersion, MAX_INFLIGHT_MESSAGES};
 
 /// What a configuration file produced: the settings, and the warnings to log.
 #[derive(Debug)]
@@ -72,10 +75,11 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigFileError> {
 /// What the lines read so far have said, beyond the plain settings.
 #[derive(Debug, Default)]
 struct Reading {
-    /// The listener `port` and `bind_address` describe, once either appears.
-    default_listener: Option<Listener>,
+    /// The listener `port` and `bind_address` describe, once either appears (or any key of
+    /// a listener, before the first `listener` line).
+    default_listener: Option<ListenerReading>,
     /// `listener` blocks, in file order.
-    listeners: Vec<Listener>,
+    listeners: Vec<ListenerReading>,
     /// Whether the file said `allow_anonymous` itself.
     anonymous_said: bool,
     warnings: Vec<String>,
@@ -140,7 +144,7 @@ fn apply_line(
     if apply_supported(config, reading, at, values)? || is_settled(at, values)? {
         return Ok(());
     }
-    if let Some(error) = refusal(at, values) {
+    if let Some(error) = refusal(at) {
         return Err(error);
     }
     if is_ignored(at.key) {
@@ -161,20 +165,29 @@ fn apply_supported(
     values: &[&str],
 ) -> Result<bool, ConfigFileError> {
     match at.key {
-        "listener" => reading.listeners.push(listener(at, values)?),
+        "listener" => reading
+            .listeners
+            .push(ListenerReading::new(listener(at, values)?)),
         "port" => default_listener(reading)
+            .listener
             .bind
             .set_port(port(at, one(at, values)?)?),
         "bind_address" => default_listener(reading)
+            .listener
             .bind
             .set_ip(address(at, one(at, values)?)?),
         "max_connections" => {
             let limit = connection_limit(at, one(at, values)?)?;
-            match reading.listeners.last_mut() {
-                Some(current) => current.max_connections = limit,
-                None => default_listener(reading).max_connections = limit,
+            current_listener(reading).listener.max_connections = limit;
+        }
+        "websockets_headers_size" => {
+            // Mosquitto: 0 means its default.
+            config.websockets_headers_size = match number(at, one(at, values)?, 0, 65_535)? {
+                0 => super::DEFAULT_WEBSOCKETS_HEADERS_SIZE,
+                n => n,
             }
         }
+        _ if apply_listener_key(reading, at, values)? => {}
         "allow_anonymous" => {
             config.allow_anonymous = boolean(at, one(at, values)?)?;
             reading.anonymous_said = true;
@@ -248,11 +261,7 @@ fn apply_limit(config: &mut Config, at: &Place, values: &[&str]) -> Result<bool,
 fn is_settled(at: &Place, values: &[&str]) -> Result<bool, ConfigFileError> {
     let settled = match at.key {
         "autosave_interval" | "autosave_on_changes" => true,
-        "protocol" => one(at, values)? == "mqtt",
-        "per_listener_settings"
-        | "require_certificate"
-        | "use_identity_as_username"
-        | "use_subject_as_username" => !boolean(at, one(at, values)?)?,
+        "per_listener_settings" => !boolean(at, one(at, values)?)?,
         _ => false,
     };
     Ok(settled)
@@ -260,19 +269,17 @@ fn is_settled(at: &Place, values: &[&str]) -> Result<bool, ConfigFileError> {
 
 /// The error for a key mqttd does not support yet, or refuses because ignoring it would
 /// change who may do what; `None` for any other key.
-fn refusal(at: &Place, values: &[&str]) -> Option<ConfigFileError> {
+fn refusal(at: &Place) -> Option<ConfigFileError> {
     let key = at.key;
     let error = match key {
         "per_listener_settings" => at.not_yet("mqttd has one set of security settings"),
-        "protocol" if values.first() == Some(&"websockets") => {
-            at.not_yet("WebSocket listeners come with the transports issue")
-        }
-        "protocol" => at.error(format!(
-            "protocol: expected 'mqtt' or 'websockets', found {:?}",
-            values.join(" ")
-        )),
         "include_dir" => at.not_yet("put the settings in this file"),
-        _ if is_tls_key(key) => at.not_yet("TLS comes with the transports issue"),
+        "crlfile" => at
+            .not_yet("certificate revocation lists; ignoring it would let revoked certificates in"),
+        "psk_file" | "psk_hint" => at.not_yet("TLS with pre-shared keys"),
+        "tls_engine" | "tls_engine_kpass_sha1" | "tls_keyform" => {
+            at.not_yet("OpenSSL engines; mqttd's TLS is rustls, with keys in PEM files")
+        }
         _ if is_bridge_key(key) => at.not_yet("bridges come with the bridges issue"),
         "plugin"
         | "auth_plugin"
@@ -290,29 +297,6 @@ fn refusal(at: &Place, values: &[&str]) -> Option<ConfigFileError> {
         _ => return None,
     };
     Some(error)
-}
-
-fn is_tls_key(key: &str) -> bool {
-    matches!(
-        key,
-        "certfile"
-            | "keyfile"
-            | "cafile"
-            | "capath"
-            | "crlfile"
-            | "dhparamfile"
-            | "ciphers"
-            | "ciphers_tls1.3"
-            | "tls_version"
-            | "tls_engine"
-            | "tls_engine_kpass_sha1"
-            | "tls_keyform"
-            | "psk_file"
-            | "psk_hint"
-            | "require_certificate"
-            | "use_identity_as_username"
-            | "use_subject_as_username"
-    )
 }
 
 fn is_bridge_key(key: &str) -> bool {
@@ -360,8 +344,10 @@ fn is_ignored(key: &str) -> bool {
             | "pid_file"
             | "user"
             | "websockets_log_level"
-            | "websockets_headers_size"
             | "http_dir"
+            | "ciphers"
+            | "ciphers_tls1.3"
+            | "dhparamfile"
             | "socket_domain"
             | "bind_interface"
             | "max_inflight_bytes"
@@ -381,12 +367,170 @@ fn is_ignored(key: &str) -> bool {
     )
 }
 
+/// One listener as the file describes it so far: its settings, and its TLS keys, which
+/// make sense only together (see [`ListenerReading::finish`]).
+#[derive(Debug)]
+struct ListenerReading {
+    listener: Listener,
+    tls: TlsKeys,
+}
+
+/// A listener's TLS keys as read, each with the line that set it.
+#[derive(Debug, Default)]
+struct TlsKeys {
+    certfile: Option<PathBuf>,
+    keyfile: Option<PathBuf>,
+    cafile: Option<PathBuf>,
+    capath: Option<PathBuf>,
+    require_certificate: bool,
+    use_identity_as_username: bool,
+    use_subject_as_username: bool,
+    tls_version: Option<TlsVersion>,
+    /// The file and line of the first TLS key, for the error if the set is incomplete.
+    first: Option<(String, usize)>,
+}
+
+impl ListenerReading {
+    fn new(bind: SocketAddr) -> ListenerReading {
+        ListenerReading {
+            listener: Listener::new(bind),
+            tls: TlsKeys::default(),
+        }
+    }
+
+    /// The listener, its TLS settings checked as a whole: TLS needs both `certfile` and
+    /// `keyfile`; the other TLS keys mean nothing without them, and are refused rather than
+    /// leave a listener in plain text that its file meant to encrypt.
+    fn finish(self) -> Result<Listener, ConfigFileError> {
+        let ListenerReading { mut listener, tls } = self;
+        let Some((file, line)) = tls.first else {
+            return Ok(listener);
+        };
+        let refuse = |problem: String| ConfigFileError {
+            file: file.clone(),
+            line,
+            message: format!("listener {}: {problem}", listener.bind),
+        };
+        let (certfile, keyfile) = match (tls.certfile, tls.keyfile) {
+            (Some(certfile), Some(keyfile)) => (certfile, keyfile),
+            (Some(_), None) => return Err(refuse("certfile is set but keyfile is not".into())),
+            (None, Some(_)) => return Err(refuse("keyfile is set but certfile is not".into())),
+            (None, None) => {
+                return Err(refuse(
+                    "TLS keys are set but certfile and keyfile are not: a TLS listener \
+                     needs both"
+                        .into(),
+                ))
+            }
+        };
+        if tls.require_certificate && tls.cafile.is_none() && tls.capath.is_none() {
+            return Err(refuse(
+                "require_certificate true needs cafile or capath: the authorities that \
+                 sign the client certificates"
+                    .into(),
+            ));
+        }
+        if (tls.use_identity_as_username || tls.use_subject_as_username) && !tls.require_certificate
+        {
+            return Err(refuse(
+                "use_identity_as_username and use_subject_as_username need \
+                 require_certificate true: the user name comes from a certificate"
+                    .into(),
+            ));
+        }
+        listener.tls = Some(TlsSettings {
+            certfile,
+            keyfile,
+            cafile: tls.cafile,
+            capath: tls.capath,
+            require_certificate: tls.require_certificate,
+            use_identity_as_username: tls.use_identity_as_username,
+            use_subject_as_username: tls.use_subject_as_username,
+            tls_version: tls.tls_version,
+        });
+        Ok(listener)
+    }
+}
+
 /// The default listener, created on first use on all interfaces, port 1883 (Mosquitto's
 /// defaults for `port` without `bind_address` and the other way round).
-fn default_listener(reading: &mut Reading) -> &mut Listener {
+fn default_listener(reading: &mut Reading) -> &mut ListenerReading {
     reading
         .default_listener
-        .get_or_insert_with(|| Listener::new(SocketAddr::from(([0, 0, 0, 0], 1883))))
+        .get_or_insert_with(|| ListenerReading::new(SocketAddr::from(([0, 0, 0, 0], 1883))))
+}
+
+/// The listener the keys of a listener apply to: the last `listener` line's, or before the
+/// first one, the default listener's (as in Mosquitto).
+fn current_listener(reading: &mut Reading) -> &mut ListenerReading {
+    if reading.listeners.is_empty() {
+        return default_listener(reading);
+    }
+    let last = reading.listeners.len() - 1;
+    &mut reading.listeners[last]
+}
+
+/// The keys that belong to one listener (beyond `max_connections`): its protocol and its
+/// TLS. Returns false for any other key.
+fn apply_listener_key(
+    reading: &mut Reading,
+    at: &Place,
+    values: &[&str],
+) -> Result<bool, ConfigFileError> {
+    let key = at.key;
+    if !matches!(
+        key,
+        "protocol"
+            | "certfile"
+            | "keyfile"
+            | "cafile"
+            | "capath"
+            | "require_certificate"
+            | "use_identity_as_username"
+            | "use_subject_as_username"
+            | "tls_version"
+    ) {
+        return Ok(false);
+    }
+    let value = one(at, values)?;
+    let current = current_listener(reading);
+    let tls = &mut current.tls;
+    match key {
+        "protocol" => {
+            current.listener.protocol = match value {
+                "mqtt" => Protocol::Mqtt,
+                "websockets" => Protocol::WebSockets,
+                other => {
+                    return Err(at.error(format!(
+                        "protocol: expected 'mqtt' or 'websockets', found {other:?}"
+                    )))
+                }
+            };
+            return Ok(true);
+        }
+        "certfile" => tls.certfile = Some(path(at, values)?),
+        "keyfile" => tls.keyfile = Some(path(at, values)?),
+        "cafile" => tls.cafile = Some(path(at, values)?),
+        "capath" => tls.capath = Some(path(at, values)?),
+        "require_certificate" => tls.require_certificate = boolean(at, value)?,
+        "use_identity_as_username" => tls.use_identity_as_username = boolean(at, value)?,
+        "use_subject_as_username" => tls.use_subject_as_username = boolean(at, value)?,
+        _ => {
+            tls.tls_version = Some(match value {
+                "tlsv1.3" => TlsVersion::V1_3,
+                "tlsv1.2" => TlsVersion::V1_2,
+                "tlsv1.1" => TlsVersion::V1_1,
+                other => {
+                    return Err(at.error(format!(
+                        "tls_version: expected tlsv1.3, tlsv1.2 or tlsv1.1, found {other:?}"
+                    )))
+                }
+            })
+        }
+    }
+    tls.first
+        .get_or_insert_with(|| (at.file.to_owned(), at.line));
+    Ok(true)
 }
 
 /// Puts the listeners in place and settles anonymous access.
@@ -395,7 +539,8 @@ fn finish(mut config: Config, reading: Reading) -> Result<Loaded, ConfigFileErro
         .default_listener
         .into_iter()
         .chain(reading.listeners)
-        .collect();
+        .map(ListenerReading::finish)
+        .collect::<Result<_, _>>()?;
     if !configured.is_empty() {
         config.listeners = configured;
         // Mosquitto 2.0: once a listener is configured, anonymous access must be asked for.
@@ -411,7 +556,7 @@ fn finish(mut config: Config, reading: Reading) -> Result<Loaded, ConfigFileErro
 
 /// `listener PORT [ADDRESS]`. Without an address, all IPv4 interfaces (Mosquitto also
 /// listens on IPv6 there; mqttd does not yet).
-fn listener(at: &Place, values: &[&str]) -> Result<Listener, ConfigFileError> {
+fn listener(at: &Place, values: &[&str]) -> Result<SocketAddr, ConfigFileError> {
     let (port_text, address_text) = match values {
         [port] => (*port, None),
         [port, address] => (*port, Some(*address)),
@@ -421,7 +566,7 @@ fn listener(at: &Place, values: &[&str]) -> Result<Listener, ConfigFileError> {
         Some(text) => address(at, text)?,
         None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
-    Ok(Listener::new(SocketAddr::new(ip, port(at, port_text)?)))
+    Ok(SocketAddr::new(ip, port(at, port_text)?))
 }
 
 /// Exactly one value.
@@ -602,16 +747,94 @@ mod tests {
     #[test]
     fn features_not_built_yet_are_refused_by_name() {
         for line in [
-            "certfile /etc/c.pem",
-            "listener 9001\nprotocol websockets",
             "connection edge",
             "per_listener_settings true",
+            "listener 8883\ncrlfile /etc/crl.pem",
+            "listener 8883\npsk_hint hint",
         ] {
             let message = error(line);
             assert!(message.contains("not supported yet"), "{line}: {message}");
         }
-        let fine = read("protocol mqtt\nrequire_certificate false\nautosave_interval 60\n");
+        let fine = read("protocol mqtt\nautosave_interval 60\n");
         assert!(fine.is_ok());
+    }
+
+    #[test]
+    fn each_listener_takes_its_own_protocol_and_tls_keys() {
+        let loaded = read(
+            "listener 1883 127.0.0.1\n\
+             listener 8883\ncertfile /etc/mqttd/server.pem\nkeyfile /etc/mqttd/server.key\n\
+             cafile /etc/mqttd/ca.pem\nrequire_certificate true\nuse_identity_as_username true\n\
+             tls_version tlsv1.3\n\
+             listener 8080\nprotocol websockets\n\
+             listener 8081\nprotocol websockets\ncertfile s.pem\nkeyfile s.key\n\
+             websockets_headers_size 0\n",
+        )
+        .unwrap();
+        let listeners = loaded.config.listeners;
+        assert_eq!(
+            listeners[0],
+            Listener::new("127.0.0.1:1883".parse().unwrap())
+        );
+        let tls = listeners[1].tls.as_ref().expect("TLS on 8883");
+        assert_eq!(listeners[1].protocol, Protocol::Mqtt);
+        assert_eq!(tls.certfile, PathBuf::from("/etc/mqttd/server.pem"));
+        assert_eq!(tls.cafile, Some(PathBuf::from("/etc/mqttd/ca.pem")));
+        assert!(tls.require_certificate && tls.use_identity_as_username);
+        assert_eq!(tls.tls_version, Some(TlsVersion::V1_3));
+        assert_eq!(listeners[2].protocol, Protocol::WebSockets);
+        assert_eq!(listeners[2].tls, None, "ws, not wss");
+        assert_eq!(listeners[3].protocol, Protocol::WebSockets);
+        assert_eq!(
+            listeners[3].tls,
+            Some(TlsSettings::new("s.pem", "s.key")),
+            "wss"
+        );
+        assert_eq!(
+            loaded.config.websockets_headers_size,
+            crate::config::DEFAULT_WEBSOCKETS_HEADERS_SIZE
+        );
+    }
+
+    #[test]
+    fn an_incomplete_tls_listener_is_refused_not_left_in_plain_text() {
+        for (text, expected) in [
+            (
+                "listener 8883\ncertfile c.pem\n",
+                "certfile is set but keyfile is not",
+            ),
+            (
+                "listener 8883\nkeyfile k.pem\n",
+                "keyfile is set but certfile is not",
+            ),
+            (
+                "listener 8883\ncafile ca.pem\n",
+                "certfile and keyfile are not",
+            ),
+            (
+                "listener 8883\ncertfile c\nkeyfile k\nrequire_certificate true\n",
+                "needs cafile or capath",
+            ),
+            (
+                "listener 8883\ncertfile c\nkeyfile k\ncafile a\nuse_identity_as_username true\n",
+                "need require_certificate true",
+            ),
+            (
+                "listener 8883\ntls_version tlsv1.0\n",
+                "expected tlsv1.3, tlsv1.2 or tlsv1.1",
+            ),
+            (
+                "listener 8080\nprotocol http\n",
+                "expected 'mqtt' or 'websockets'",
+            ),
+        ] {
+            let message = error(text);
+            assert!(message.contains(expected), "{text:?}: {message}");
+            assert!(
+                message.starts_with("test.conf:2: "),
+                "names the line: {message}"
+            );
+        }
     }
 
     #[test]

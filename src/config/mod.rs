@@ -172,7 +172,14 @@ pub struct Config {
     pub persistence_location: PathBuf,
     /// Mosquitto's `persistence_file`: the journal's file name in that directory.
     pub persistence_file: String,
+    /// Mosquitto's `websockets_headers_size`: the longest HTTP upgrade request a WebSocket
+    /// listener reads; a longer one is refused (431) without being held in memory.
+    /// Default 4096 bytes (Mosquitto's is 1024, which a browser's cookies can exceed).
+    pub websockets_headers_size: usize,
 }
+
+/// See [`Config::websockets_headers_size`].
+pub const DEFAULT_WEBSOCKETS_HEADERS_SIZE: usize = 4096;
 
 /// The journal's file name unless `persistence_file` says otherwise (Mosquitto's is
 /// `mosquitto.db`, a different format: the names differ so that one is not read as the other).
@@ -198,6 +205,7 @@ impl Default for Config {
             persistence: false,
             persistence_location: PathBuf::from("."),
             persistence_file: DEFAULT_PERSISTENCE_FILE.to_owned(),
+            websockets_headers_size: DEFAULT_WEBSOCKETS_HEADERS_SIZE,
         }
     }
 }

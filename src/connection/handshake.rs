@@ -29,10 +29,10 @@ use crate::codec::{
 };
 use crate::protocol::{
     assign_client_id, authenticate, check_keep_alive, is_timeout, keep_alive_timeout, open_session,
-    reaction_to, CloseReason, Handler, Opened, Refusal,
+    reaction_to, user_from_certificate, CloseReason, Handler, Opened, Refusal,
 };
 use crate::session::WriterSide;
-use crate::transport::Socket;
+use crate::transport::{Incoming, Socket, Transport};
 
 use super::input::Input;
 use super::reader::Reader;
@@ -52,7 +52,13 @@ const CONTROL_QUEUE: usize = 16;
 /// Handles a new connection up to the start of its reader and writer threads.
 /// `slot` is the connection's place in its listener's count: held until the connection
 /// ends (by the reader, once the handshake is done), given back if it is refused.
-pub(super) fn run(socket: Socket, peer: String, broker: Arc<Broker>, slot: ListenerSlot) {
+pub(super) fn run(
+    socket: Socket,
+    peer: String,
+    broker: Arc<Broker>,
+    slot: ListenerSlot,
+    transport: Arc<Transport>,
+) {
     let connection = broker.new_connection_id();
     broker.track_connection(connection, socket.clone());
     // `Broker::stop` sets its flag before it shuts the tracked sockets down, so a connection
@@ -62,19 +68,29 @@ pub(super) fn run(socket: Socket, peer: String, broker: Arc<Broker>, slot: Liste
         broker.untrack_connection(connection);
         return;
     }
+    // §3.1.4's "reasonable time" for the CONNECT covers what comes before it too: the TLS
+    // handshake and the WebSocket upgrade.
+    let until = Instant::now() + broker.config.connect_timeout;
     // A panic here is a bug in mqttd: it costs this connection only ([MQTT-4.8.0-2]), and
     // any session slot it had claimed is given up so the Client Identifier stays usable.
     let accepted = panic::catch_unwind(AssertUnwindSafe(|| {
-        accept(&socket, connection, &peer, &broker, slot)
+        let incoming = transport.establish(&socket, until).map_err(|e| {
+            // Not MQTT yet: nothing to answer, and nothing the client did to anyone else.
+            log::info!("connection from {peer} over {transport:?} closed: {e}");
+            None
+        })?;
+        accept(&socket, incoming, until, connection, &peer, &broker, slot).map_err(Some)
     }))
     .unwrap_or_else(|payload| {
         broker.sessions().release_connection(connection);
-        Err(Refusal::Close(CloseReason::Panicked(panic_message(
+        Err(Some(Refusal::Close(CloseReason::Panicked(panic_message(
             &payload,
-        ))))
+        )))))
     });
     if let Err(refusal) = accepted {
-        refuse(&socket, &peer, refusal, &broker);
+        if let Some(refusal) = refusal {
+            refuse(&socket, &peer, refusal, &broker);
+        }
         socket.shutdown();
         broker.untrack_connection(connection);
     }
@@ -82,6 +98,8 @@ pub(super) fn run(socket: Socket, peer: String, broker: Arc<Broker>, slot: Liste
 
 fn accept(
     socket: &Socket,
+    incoming: Incoming,
+    until: Instant,
     connection: ConnectionId,
     peer: &str,
     broker: &Arc<Broker>,
@@ -89,10 +107,12 @@ fn accept(
 ) -> Result<(), Refusal> {
     // The input buffer may hold bytes the client sent after its CONNECT (clients need not wait
     // for CONNACK, §3.1.4); it is handed to the reader thread so none of them is lost.
-    let mut input = Input::new(socket.incoming());
-    let connect = read_connect(&mut input, socket, broker, peer)?;
+    let mut input = Input::new(incoming);
+    let mut connect = read_connect(&mut input, socket, until, broker, peer)?;
     check_keep_alive(&connect, broker)?;
-    authenticate(&connect, broker)?;
+    if !user_from_certificate(&mut connect, socket.identity())? {
+        authenticate(&connect, broker)?;
+    }
     let client_id = assign_client_id(&connect, broker)?;
     // [MQTT-3.1.2-24] from now on, the read timeout is the keepalive timer.
     socket
@@ -143,6 +163,7 @@ fn accept(
 fn read_connect(
     input: &mut Input,
     socket: &Socket,
+    until: Instant,
     broker: &Broker,
     peer: &str,
 ) -> Result<Connect, Refusal> {
@@ -150,7 +171,7 @@ fn read_connect(
     let mut timed = Deadline {
         input,
         socket,
-        until: Instant::now() + config.connect_timeout,
+        until,
     };
     // [MQTT-3.1.0-1] only a CONNECT may come first: anything else is refused on its first
     // byte, without waiting for the body it declares.

@@ -54,7 +54,7 @@ use std::sync::Arc;
 use crate::broker::Broker;
 use crate::codec::primitives::put_remaining_length;
 use crate::codec::{Frame, Packet};
-use crate::transport::Socket;
+use crate::transport::{Socket, Transport};
 
 /// Stack size of each connection thread. Only the pages a thread touches count towards
 /// memory use; this bounds the worst case. Decoding and routing never recurse deeply.
@@ -108,7 +108,13 @@ impl Drop for ListenerSlot {
 }
 
 /// Starts handling a freshly accepted TCP connection on its own handshake thread.
-pub(crate) fn spawn(stream: TcpStream, broker: Arc<Broker>, slot: ListenerSlot) {
+/// `transport` is what the connection's listener puts between TCP and MQTT.
+pub(crate) fn spawn(
+    stream: TcpStream,
+    broker: Arc<Broker>,
+    slot: ListenerSlot,
+    transport: Arc<Transport>,
+) {
     // Small packets (PUBACK, PINGRESP) should leave now, not wait for Nagle's algorithm;
     // the writer already batches what is queued into one write.
     let _ = stream.set_nodelay(true);
@@ -122,7 +128,7 @@ pub(crate) fn spawn(stream: TcpStream, broker: Arc<Broker>, slot: ListenerSlot) 
     let spawned = std::thread::Builder::new()
         .name(format!("hs:{peer}"))
         .stack_size(HANDSHAKE_STACK_SIZE)
-        .spawn(move || handshake::run(socket, peer, broker, slot));
+        .spawn(move || handshake::run(socket, peer, broker, slot, transport));
     if let Err(e) = spawned {
         log::error!("cannot start a thread for a new connection: {e}");
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::broker::{Broker, ConnectionId};
 use crate::codec::{Connect, ConnectReturnCode, DecodeError, ProtocolVersion};
 use crate::passwords::Check;
-use crate::transport::Socket;
+use crate::transport::{Identity, Socket};
 
 use super::{CloseReason, Handler, Opened};
 
@@ -107,6 +107,31 @@ pub(crate) fn check_keep_alive(connect: &Connect, broker: &Broker) -> Result<(),
             connect.keep_alive
         ),
     })
+}
+
+/// On a listener with `use_identity_as_username` or `use_subject_as_username`, makes the
+/// name in the client's certificate its user name, as Mosquitto does: the CONNECT's user
+/// name and password are set aside, and the certificate, which TLS has verified against
+/// the listener's `cafile`, stands for the password (§5.4.1 lets the server authenticate
+/// a client by what TLS proved). Returns whether the client is authenticated that way.
+pub(crate) fn user_from_certificate(
+    connect: &mut Connect,
+    identity: Identity,
+) -> Result<bool, Refusal> {
+    match identity {
+        Identity::NotUsed => Ok(false),
+        Identity::Named(name) => {
+            connect.username = Some(name);
+            connect.password = None;
+            Ok(true)
+        }
+        Identity::Missing => Err(Refusal::NotAuthorized {
+            client_id: connect.client_id.clone(),
+            username: connect.username.clone(),
+            why: "this listener takes the user name from the client certificate, and the \
+                  certificate names nobody",
+        }),
+    }
 }
 
 /// Decides whether the client may connect with the user name and password it sent

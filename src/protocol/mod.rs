@@ -40,7 +40,7 @@ use crate::session::ClientAck;
 pub(crate) use close::{is_timeout, CloseReason};
 pub(crate) use connect::{
     assign_client_id, authenticate, check_keep_alive, keep_alive_timeout, open_session,
-    reaction_to, Refusal,
+    reaction_to, user_from_certificate, Refusal,
 };
 pub(crate) use handler::{Handler, Opened};
 

@@ -339,6 +339,12 @@ impl Client {
     pub fn connect(addr: SocketAddr, client_id: &str) -> Client {
         let mut options = rumqttc::MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
         options.set_keep_alive(Duration::from_secs(30));
+        Client::connect_with(options)
+    }
+
+    /// Connects with `options` (a TLS or WebSocket transport, say) and waits for the
+    /// CONNACK.
+    pub fn connect_with(options: rumqttc::MqttOptions) -> Client {
         let (client, connection) = rumqttc::Client::new(options, 100);
         let mut this = Client { client, connection };
         this.wait_for("CONNACK", |event| match event {
