@@ -88,7 +88,10 @@ impl Server {
         let everyone = Arc::new(AtomicUsize::new(0));
         for (socket, limit, transport) in bound {
             let local_addr = socket.local_addr()?;
-            log::info!("mqttd listening on {local_addr} ({transport:?})");
+            match transport.describe() {
+                "mqtt" => log::info!("mqttd listening on {local_addr}"),
+                other => log::info!("mqttd listening on {local_addr} ({other})"),
+            }
             let broker = Arc::clone(&server.broker);
             let everyone = Arc::clone(&everyone);
             let acceptor = std::thread::Builder::new()

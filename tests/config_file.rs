@@ -47,11 +47,11 @@ fn an_unknown_option_stops_the_broker_naming_file_and_line() {
 
 #[test]
 fn a_feature_not_built_yet_is_refused_by_name() {
-    let path = conf_file("tls", "listener 0 127.0.0.1\ncertfile server.pem\n");
+    let path = conf_file("crl", "listener 0 127.0.0.1\ncrlfile revoked.pem\n");
     let (code, stderr) = run_to_end(&path);
     assert_eq!(code, Some(1));
     assert!(
-        stderr.contains(":2: 'certfile' is not supported yet"),
+        stderr.contains(":2: 'crlfile' is not supported yet"),
         "{stderr}"
     );
     let _ = std::fs::remove_file(path);
@@ -94,8 +94,10 @@ fn start_with_file(
         let line = received
             .recv_timeout(PATIENCE)
             .expect("mqttd logs its listeners");
-        if let Some((_, addr)) = line.split_once("mqttd listening on ") {
-            addrs.push(addr.trim().parse().expect("an address"));
+        // "mqttd listening on ADDRESS", then "(wss)" or the like for other transports.
+        if let Some((_, rest)) = line.split_once("mqttd listening on ") {
+            let addr = rest.split_whitespace().next().expect("an address");
+            addrs.push(addr.parse().expect("an address"));
         }
     }
     (broker, addrs, received)
@@ -196,4 +198,52 @@ fn sigterm_closes_every_connection_and_exits_0() {
         "{logged:?}"
     );
     let _ = std::fs::remove_file(path);
+}
+
+/// Built without the `tls` or `websockets` feature (`cargo test --no-default-features`),
+/// mqttd refuses a listener that needs it, naming the feature, and starts nothing.
+#[cfg(not(all(feature = "tls", feature = "websockets")))]
+#[test]
+fn a_listener_needing_a_feature_left_out_is_refused_naming_it() {
+    let cases = [
+        (
+            cfg!(feature = "websockets"),
+            "listener 0 127.0.0.1\nprotocol websockets\n",
+            "websockets",
+        ),
+        (
+            cfg!(feature = "tls"),
+            "listener 0 127.0.0.1\ncertfile server.pem\nkeyfile server.key\n",
+            "tls",
+        ),
+    ];
+    for (built_in, text, feature) in cases {
+        if built_in {
+            continue;
+        }
+        let path = conf_file(&format!("needs-{feature}"), text);
+        let (code, stderr) = run_to_end(&path);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("`{feature}` cargo feature")),
+            "names the feature: {stderr}"
+        );
+        assert!(
+            !stderr.contains("listening on"),
+            "nothing started: {stderr}"
+        );
+    }
+}
+
+/// A TLS listener whose certificate file is missing stops mqttd, naming the file.
+#[cfg(feature = "tls")]
+#[test]
+fn a_tls_listener_with_a_missing_certificate_stops_the_start() {
+    let path = conf_file(
+        "missing-cert",
+        "listener 0 127.0.0.1\ncertfile /nonexistent/server.pem\nkeyfile /nonexistent/server.key\n",
+    );
+    let (code, stderr) = run_to_end(&path);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("/nonexistent/server.pem"), "{stderr}");
 }

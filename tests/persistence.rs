@@ -131,7 +131,8 @@ impl Broker {
                 Ok(line) => {
                     let addr = line
                         .split_once("mqttd listening on ")
-                        .map(|(_, addr)| addr.trim().parse().expect("a socket address"));
+                        .and_then(|(_, rest)| rest.split_whitespace().next())
+                        .map(|addr| addr.parse().expect("a socket address"));
                     broker.startup.push(line);
                     if let Some(addr) = addr {
                         broker.addr = addr;

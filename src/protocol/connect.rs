@@ -125,11 +125,13 @@ pub(crate) fn user_from_certificate(
             connect.password = None;
             Ok(true)
         }
-        Identity::Missing => Err(Refusal::NotAuthorized {
-            client_id: connect.client_id.clone(),
-            username: connect.username.clone(),
-            why: "this listener takes the user name from the client certificate, and the \
-                  certificate names nobody",
+        // As Mosquitto: 0x04, the user name (which was to come from the certificate) is bad.
+        Identity::Missing => Err(Refusal::Connack {
+            code: ConnectReturnCode::BadUserNameOrPassword,
+            rule: "§3.2.2.3",
+            what: "this listener takes the user name from the client certificate \
+                   (use_identity_as_username), and the certificate names nobody"
+                .into(),
         }),
     }
 }

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+/// Certificates for TLS tests, made at test time (a CA, a server, clients).
+pub mod certs;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

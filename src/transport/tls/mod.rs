@@ -18,8 +18,10 @@
 //! the connection. The reader takes it only to send what TLS itself must say (an alert).
 //!
 //! `setup.rs` turns a listener's `certfile`, `keyfile`, `cafile`… into a rustls
-//! `ServerConfig`, once, at start-up.
+//! `ServerConfig`, once, at start-up; `identity.rs` reads a client's name from its
+//! certificate, for `use_identity_as_username`.
 
+mod identity;
 mod setup;
 
 use std::io::{self, IoSlice, Read, Write};
@@ -62,15 +64,20 @@ enum IdentityFrom {
 impl Acceptor {
     /// Reads the listener's certificate, key and authorities. Returns warnings to log.
     pub(super) fn new(settings: &TlsSettings) -> Result<(Acceptor, Vec<String>), String> {
-        let (config, warnings) = setup::server_config(settings).map_err(|e| e.to_string())?;
-        let identity = if settings.use_subject_as_username {
-            IdentityFrom::Subject
-        } else if settings.use_identity_as_username {
+        let setup = setup::server_config(settings).map_err(|e| e.to_string())?;
+        // Mosquitto takes the Common Name when both are set.
+        let identity = if settings.use_identity_as_username {
             IdentityFrom::CommonName
+        } else if settings.use_subject_as_username {
+            IdentityFrom::Subject
         } else {
             IdentityFrom::Connect
         };
-        Ok((Acceptor { config, identity }, warnings))
+        let acceptor = Acceptor {
+            config: setup.config,
+            identity,
+        };
+        Ok((acceptor, setup.warnings))
     }
 
     /// Runs the TLS handshake on a new connection, by `until`. Blocking and single-threaded:
@@ -122,7 +129,7 @@ impl Acceptor {
         connection
             .peer_certificates()
             .and_then(|chain| chain.first())
-            .and_then(|certificate| setup::identity(certificate, whole_subject))
+            .and_then(|certificate| identity::identity(certificate, whole_subject))
             .map_or(Identity::Missing, Identity::Named)
     }
 }
@@ -200,7 +207,10 @@ impl Session {
         if parts.iter().any(|part| !part.is_empty()) {
             // With no buffer limit (set at the handshake), rustls takes it all in one go:
             // the WebSocket header and the batch in the same records.
-            connection.writer().write_vectored(&slices)?;
+            let total = parts[0].len() + parts[1].len();
+            if connection.writer().write_vectored(&slices)? != total {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
         }
         while connection.wants_write() {
             connection.write_tls(output)?;
