@@ -149,7 +149,14 @@ fn positive<T: FromStr + PartialOrd + From<u8>>(option: &str, value: String) -> 
 /// Log lines look like `2026-11-25T20:41:20.123Z INFO  [rx:sensor-1] client "sensor-1" …`:
 /// the thread name tells which connection and which side (rx/tx) wrote the line.
 fn init_logging(verbose: bool) {
-    let default_level = if verbose { "debug" } else { "info" };
+    // rustls warns about what clients get slightly wrong and does no harm (OpenSSL-based
+    // clients such as mosquitto_sub send an IP address as a server name, for one); the
+    // broker's own line says why a handshake failed. `RUST_LOG=rustls=debug` shows it all.
+    let default_level = if verbose {
+        "debug,rustls=info"
+    } else {
+        "info,rustls=error"
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
         .format(|buf, record| {
             let thread = std::thread::current();

@@ -111,8 +111,10 @@ fn tls_options(
     options
 }
 
+/// [MQTT-7.1.1-1] TLS is one more ordered, lossless byte stream: an independent TLS client
+/// and a plain TCP client exchange QoS 1 and 2 messages through one broker.
 #[test]
-fn a_tls_client_and_a_tcp_client_reach_each_other() {
+fn a_tls_client_and_a_tcp_client_reach_each_other_mqtt_7_1_1_1() {
     let certs = Certs::new("reach");
     let server = start(vec![plain(), with_tls(certs.server())], Config::default());
     let (tcp, tls) = (server.local_addrs()[0], server.local_addrs()[1]);

@@ -443,9 +443,10 @@ fn a_large_message_in_six_websocket_messages_arrives_whole() {
 }
 
 /// rumqttc's WebSocket transport, an independent client, publishes at QoS 1 and 2 to a
-/// plain TCP subscriber and receives from it.
+/// plain TCP subscriber and receives from it: [MQTT-7.1.1-1] a WebSocket is one more byte
+/// stream, and [MQTT-7.0.0-2] the client needs no extension (it offers none) to get in.
 #[test]
-fn rumqttc_over_websockets_talks_to_a_tcp_client() {
+fn rumqttc_over_websockets_talks_to_a_tcp_client_mqtt_7_0_0_2() {
     let (_server, tcp, ws) = tcp_and_websocket(Config::default());
     let mut options = rumqttc::MqttOptions::new("rumqttc-ws", format!("ws://{ws}/mqtt"), ws.port());
     options.set_transport(rumqttc::Transport::Ws);

@@ -11,7 +11,12 @@
 //! ```
 //!
 //! Everything above this module sees one [`Socket`] to write to and one [`Incoming`] to
-//! read from, for every listener. A listener's [`Transport`] says which layers its
+//! read from, for every listener. [MQTT-7.1.1-1] asks a server for at least one transport
+//! that is an ordered, lossless byte stream both ways; each of the four combinations here
+//! is one. [MQTT-7.0.0-2] asks that nothing outside the standard be needed to talk to it:
+//! a plain TCP listener is always there unless the configuration removes it, and neither
+//! layer requires an extension (no WebSocket extension is negotiated, no TLS ALPN is asked
+//! for). A listener's [`Transport`] says which layers its
 //! connections have, and [`Transport::establish`] sets them up on the handshake thread
 //! (the TLS handshake, then the HTTP upgrade), before a CONNECT is read, within the same
 //! `connect_timeout`.

@@ -171,7 +171,7 @@ fn feed(connection: &mut ServerConnection, mut ciphertext: &[u8]) -> io::Result<
         connection.read_tls(&mut ciphertext)?;
         connection
             .process_new_packets()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}")))?;
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     }
     Ok(())
 }
@@ -254,7 +254,8 @@ impl Session {
             if wants_write {
                 let _ = flush();
             }
-            fed?;
+            // Past the handshake, the close reason says which layer failed.
+            fed.map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
         }
     }
 }
