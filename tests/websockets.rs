@@ -206,8 +206,10 @@ fn close_code(payload: &[u8]) -> u16 {
     u16::from_be_bytes([payload[0], payload[1]])
 }
 
+/// A WebSocket client (upgraded with the subprotocol the broker must answer, "mqtt":
+/// [MQTT-6.0.0-4], checked by `Ws::open`) and a plain TCP client publish to each other.
 #[test]
-fn a_websocket_client_and_a_tcp_client_reach_each_other() {
+fn a_websocket_client_and_a_tcp_client_reach_each_other_mqtt_6_0_0_4() {
     let (_server, tcp, ws) = tcp_and_websocket(Config::default());
     let mut browser = Ws::connected(ws, "browser");
     browser.send_binary(&subscribe(1, &[("room/#", 0)]));
