@@ -7,13 +7,15 @@
 //! silent for good, which is the classic bug of event-loop code.
 //!
 //! Writes are batched: packets are appended to an [`OutBuf`] and the socket is written once
-//! per loop turn, so a hundred messages cost one `write` call instead of a hundred.
+//! per loop turn, so a hundred messages cost one `write` call instead of a hundred. Over a
+//! WebSocket that one `write` is one frame (see `transport`).
 
 use std::io::{self, Read, Write};
 
 use mio::net::TcpStream;
 
 use crate::fail::Fail;
+use crate::transport::MioStream;
 use crate::wire::{self, RawFrame};
 
 /// Bytes read from a socket and not yet taken as packets.
@@ -134,6 +136,10 @@ impl OutBuf {
     }
 
     /// Writes as much as the socket takes; returns how many bytes went out.
+    ///
+    /// Once the buffer is empty it also flushes `socket`: a transport (TLS, WebSocket) may
+    /// hold bytes it accepted but could not write yet, and says `WouldBlock` if they still
+    /// do not go, which blocks this buffer like a full socket would.
     pub fn write_to<W: Write>(&mut self, socket: &mut W) -> Result<usize, Fail> {
         let mut total = 0;
         while !self.blocked && self.written < self.bytes.len() {
@@ -143,6 +149,14 @@ impl OutBuf {
                     self.written += n;
                     total += n;
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocked = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Fail::io("write")(e)),
+            }
+        }
+        if !self.blocked {
+            match socket.flush() {
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocked = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Fail::io("write")(e)),
@@ -160,18 +174,20 @@ impl OutBuf {
 /// One non-blocking MQTT connection: the socket, what came in, what goes out.
 ///
 /// The fields are public so that a caller can borrow them separately: read packets from
-/// `input` while its handler appends answers to `output`.
+/// `input` while its handler appends answers to `output`. `S` is the socket: a plain
+/// `TcpStream` (`conns`, `relay`) or a [`MioStream`] with its transport's layers (the
+/// publishers and subscribers of the throughput scenarios).
 #[derive(Debug)]
-pub struct Link {
-    pub stream: TcpStream,
+pub struct Link<S = TcpStream> {
+    pub stream: S,
     pub input: InBuf,
     pub output: OutBuf,
     /// mio said "readable" and we have not read until `WouldBlock` since.
     pub readable: bool,
 }
 
-impl Link {
-    pub fn new(stream: TcpStream, read_capacity: usize) -> Link {
+impl<S: Read + Write> Link<S> {
+    pub fn new(stream: S, read_capacity: usize) -> Link<S> {
         Link {
             stream,
             input: InBuf::new(read_capacity),
@@ -194,5 +210,12 @@ impl Link {
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             self.readable = true;
         }
+    }
+}
+
+impl Link<MioStream> {
+    /// Bytes queued here or held by the transport that have not reached the socket.
+    pub fn unsent(&self) -> bool {
+        self.output.pending() > 0 || self.stream.pending()
     }
 }

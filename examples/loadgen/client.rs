@@ -4,7 +4,12 @@
 //! version), so it is written the simple way: connect, send CONNECT, wait for CONNACK,
 //! send SUBSCRIBE, wait for SUBACK, each with a timeout. Only then is the socket switched
 //! to non-blocking mode and handed to mio. Reading with the codec's `read_frame` takes
-//! exactly one packet's bytes off the socket, so nothing read ahead is lost in the switch.
+//! exactly one packet's bytes off the socket, so nothing read ahead is lost in the switch
+//! (and whatever a TLS or WebSocket layer read ahead stays in the [`Stream`], which moves
+//! to mio whole).
+//!
+//! The TLS handshake and the WebSocket upgrade, when `--transport` asks for them, come
+//! between the TCP connect and the CONNECT ([`Connector::establish`]).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,31 +18,33 @@ use std::time::Duration;
 use mqttd::codec::{read_frame, ConnectReturnCode, FrameError, Packet, QoS, SubscribeReturnCode};
 
 use crate::fail::Fail;
+use crate::transport::{Connector, MioStream, Stream};
 use crate::wire::{self, MAX_PACKET};
 
 /// How long each setup step may take before the run fails.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects with Clean Session 1 and, when `subscription` is given, subscribes; returns
-/// the blocking socket.
+/// the blocking connection.
 pub fn open_blocking(
-    addr: SocketAddr,
+    connector: &Connector,
     client_id: &str,
     subscription: Option<(&str, QoS)>,
-) -> Result<TcpStream, Fail> {
-    let (stream, _) = open_blocking_session(addr, client_id, true, subscription)?;
+) -> Result<Stream<TcpStream>, Fail> {
+    let (stream, _) = open_blocking_session(connector, client_id, true, subscription)?;
     Ok(stream)
 }
 
 /// Connects with the Clean Session flag given and, when `subscription` is given,
-/// subscribes; returns the blocking socket and the CONNACK's Session Present flag.
+/// subscribes; returns the blocking connection and the CONNACK's Session Present flag.
 pub fn open_blocking_session(
-    addr: SocketAddr,
+    connector: &Connector,
     client_id: &str,
     clean_session: bool,
     subscription: Option<(&str, QoS)>,
-) -> Result<(TcpStream, bool), Fail> {
-    let mut stream = connect_tcp(addr, client_id)?;
+) -> Result<(Stream<TcpStream>, bool), Fail> {
+    let socket = connect_tcp(connector.addr, client_id)?;
+    let mut stream = connector.establish(socket, client_id)?;
     let session_present = handshake(&mut stream, client_id, clean_session, subscription)?;
     Ok((stream, session_present))
 }
@@ -57,10 +64,10 @@ pub fn connect_tcp(addr: SocketAddr, client_id: &str) -> Result<TcpStream, Fail>
     Ok(stream)
 }
 
-/// CONNECT, CONNACK, and SUBSCRIBE, SUBACK if `subscription` is given, on a fresh TCP
+/// CONNECT, CONNACK, and SUBSCRIBE, SUBACK if `subscription` is given, on a fresh
 /// connection. Returns the CONNACK's Session Present flag.
-pub fn handshake(
-    stream: &mut TcpStream,
+pub fn handshake<S: Read + Write>(
+    stream: &mut S,
     client_id: &str,
     clean_session: bool,
     subscription: Option<(&str, QoS)>,
@@ -78,13 +85,13 @@ pub fn handshake(
     Ok(session_present)
 }
 
-/// Like [`open_blocking`], then hands the socket to mio.
+/// Like [`open_blocking`], then hands the connection to mio.
 pub fn open(
-    addr: SocketAddr,
+    connector: &Connector,
     client_id: &str,
     subscription: Option<(&str, QoS)>,
-) -> Result<mio::net::TcpStream, Fail> {
-    let stream = open_blocking(addr, client_id, subscription)?;
+) -> Result<MioStream, Fail> {
+    let stream = open_blocking(connector, client_id, subscription)?;
     into_mio(stream, client_id)
 }
 
@@ -94,12 +101,13 @@ pub fn open(
 /// a Clean Session 1 connection ([MQTT-3.1.2-6]); the CONNACK of the new session must then
 /// say Session Present 0, or the run fails: it would start with someone else's backlog.
 pub fn open_persistent(
-    addr: SocketAddr,
+    connector: &Connector,
     client_id: &str,
     subscription: Option<(&str, QoS)>,
-) -> Result<mio::net::TcpStream, Fail> {
-    discard_session(addr, client_id)?;
-    let (stream, session_present) = open_blocking_session(addr, client_id, false, subscription)?;
+) -> Result<MioStream, Fail> {
+    discard_session(connector, client_id)?;
+    let (stream, session_present) =
+        open_blocking_session(connector, client_id, false, subscription)?;
     if session_present {
         return Err(Fail::Protocol(format!(
             "{client_id}: the broker resumed a session that a Clean Session 1 connection had just discarded"
@@ -111,15 +119,15 @@ pub fn open_persistent(
 /// Ends whatever session the broker keeps under `client_id`: connects with Clean Session 1
 /// (which discards it), says DISCONNECT, and waits until the broker closes the
 /// connection, so that the session is gone before the next connection under that id.
-pub fn discard_session(addr: SocketAddr, client_id: &str) -> Result<(), Fail> {
-    let stream = open_blocking(addr, client_id, None)?;
+pub fn discard_session(connector: &Connector, client_id: &str) -> Result<(), Fail> {
+    let stream = open_blocking(connector, client_id, None)?;
     disconnect_and_wait(stream, client_id)
 }
 
 /// Says DISCONNECT and waits (up to the read timeout) until the broker closes the
 /// connection: once it has, the broker is done with it, and a session with Clean Session
 /// 0 is stored, away, before anything else happens.
-pub fn disconnect_and_wait(mut stream: TcpStream, client_id: &str) -> Result<(), Fail> {
+pub fn disconnect_and_wait<S: Read + Write>(mut stream: S, client_id: &str) -> Result<(), Fail> {
     send(&mut stream, &Packet::Disconnect, client_id)?;
     let mut rest = [0u8; 64];
     loop {
@@ -132,7 +140,15 @@ pub fn disconnect_and_wait(mut stream: TcpStream, client_id: &str) -> Result<(),
                 )))
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(()),
+            // Reset, or (through TLS) closed without a close_notify: closed all the same.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof
+                ) =>
+            {
+                return Ok(())
+            }
             Err(e) => {
                 return Err(Fail::io(format!(
                     "{client_id}: waiting for the broker to close after DISCONNECT"
@@ -142,16 +158,17 @@ pub fn disconnect_and_wait(mut stream: TcpStream, client_id: &str) -> Result<(),
     }
 }
 
-fn into_mio(stream: TcpStream, client_id: &str) -> Result<mio::net::TcpStream, Fail> {
+fn into_mio(stream: Stream<TcpStream>, client_id: &str) -> Result<MioStream, Fail> {
     stream
-        .set_nonblocking(true)
-        .map_err(Fail::io(format!("{client_id}: set non-blocking")))?;
-    Ok(mio::net::TcpStream::from_std(stream))
+        .into_mio()
+        .map_err(Fail::io(format!("{client_id}: set non-blocking")))
 }
 
-pub fn send(stream: &mut TcpStream, packet: &Packet, client_id: &str) -> Result<(), Fail> {
+/// Writes one packet (over a WebSocket: one frame) and flushes it.
+pub fn send<W: Write>(stream: &mut W, packet: &Packet, client_id: &str) -> Result<(), Fail> {
     stream
         .write_all(&packet.to_bytes())
+        .and_then(|()| stream.flush())
         .map_err(Fail::io(format!(
             "{client_id}: send {}",
             packet.packet_type()
@@ -159,7 +176,11 @@ pub fn send(stream: &mut TcpStream, packet: &Packet, client_id: &str) -> Result<
 }
 
 /// Reads one packet with the broker's own frame reader and decoder.
-pub fn receive(stream: &mut TcpStream, client_id: &str, waiting_for: &str) -> Result<Packet, Fail> {
+pub fn receive<R: Read>(
+    stream: &mut R,
+    client_id: &str,
+    waiting_for: &str,
+) -> Result<Packet, Fail> {
     let frame = read_frame(stream, MAX_PACKET).map_err(|e| match e {
         FrameError::Io(error) => Fail::Io {
             context: format!("{client_id}: waiting for {waiting_for}"),
@@ -173,7 +194,7 @@ pub fn receive(stream: &mut TcpStream, client_id: &str, waiting_for: &str) -> Re
 }
 
 /// Waits for the CONNACK; returns its Session Present flag if the connection is accepted.
-fn expect_connack(stream: &mut TcpStream, client_id: &str) -> Result<bool, Fail> {
+fn expect_connack<R: Read>(stream: &mut R, client_id: &str) -> Result<bool, Fail> {
     match receive(stream, client_id, "CONNACK")? {
         Packet::Connack(connack) if connack.code == ConnectReturnCode::Accepted => {
             Ok(connack.session_present)
@@ -190,8 +211,8 @@ fn expect_connack(stream: &mut TcpStream, client_id: &str) -> Result<bool, Fail>
 
 /// Waits for the SUBACK and checks that the broker granted the QoS we asked for: a run
 /// that claims "QoS 2 both ways" must not quietly measure QoS 1 on the second leg.
-fn expect_suback(
-    stream: &mut TcpStream,
+fn expect_suback<R: Read>(
+    stream: &mut R,
     client_id: &str,
     filter: &str,
     qos: QoS,

@@ -28,6 +28,7 @@ use crate::client;
 use crate::fail::Fail;
 use crate::flow::HARD_MARGIN;
 use crate::options::Options;
+use crate::transport::Connector;
 use crate::wire::{self, PublishTemplate, RawFrame, Stamp};
 
 /// Room for a CONNACK, a SUBACK or one small PUBLISH: idle connections need little.
@@ -256,7 +257,7 @@ impl Fleet {
             .map(|k| k * count / options.probe)
             .collect();
         let client_id = format!("loadgen-{}-prober", std::process::id());
-        let mut publisher = client::open_blocking(options.addr, &client_id, None)?;
+        let mut publisher = client::open_blocking(&Connector::tcp(options.addr), &client_id, None)?;
         let mut bytes = Vec::new();
         for (seq, &index) in (0u32..).zip(&probed) {
             let template =

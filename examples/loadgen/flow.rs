@@ -14,12 +14,14 @@
 //!
 //! Two threads, whatever the number of clients, so the load generator stays a small
 //! fixed cost next to the broker on a 2-core machine.
+//!
+//! Each side connects through its own [`Connector`] ([`Endpoints`]): usually the same
+//! listener and transport for both, but the subscribers may use another (`--sub-port`,
+//! `--sub-transport`), say publishers over WebSocket and subscribers over plain TCP.
 
-use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use mio::{Interest, Poll, Token, Waker};
 use mqttd::codec::QoS;
 
@@ -29,6 +31,7 @@ use crate::fail::Fail;
 use crate::publisher::{self, Publisher, PublisherConfig, PublisherReport, WAKER};
 use crate::shared::Shared;
 use crate::subscriber::{self, Subscriber, SubscriberReport};
+use crate::transport::{Connector, MioStream};
 use crate::wire::PublishTemplate;
 
 /// How long past `--secs` any loop may still run before the run fails.
@@ -147,13 +150,20 @@ impl Report {
     }
 }
 
+/// Where each side connects, and over what.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub publishers: Connector,
+    pub subscribers: Connector,
+}
+
 /// Opens the connections, runs the two threads, adds up their reports.
-pub fn run(plan: &Plan, addr: SocketAddr) -> Result<Report, Fail> {
+pub fn run(plan: &Plan, endpoints: &Endpoints) -> Result<Report, Fail> {
     let send_for = Duration::from_secs_f64(plan.secs);
     // Setting up counts against the hard deadline too.
     let deadline = Instant::now() + send_for + HARD_MARGIN;
     let setup = Setup {
-        addr,
+        endpoints,
         client_prefix: format!("loadgen-{}", std::process::id()),
         deadline,
     };
@@ -187,7 +197,7 @@ pub fn run(plan: &Plan, addr: SocketAddr) -> Result<Report, Fail> {
     if let Some(prefix) = &plan.persistent {
         for index in 0..plan.subscribers.len() {
             let name = format!("{prefix}-sub{index}");
-            if let Err(e) = client::discard_session(addr, &name) {
+            if let Err(e) = client::discard_session(&endpoints.subscribers, &name) {
                 eprintln!("loadgen: could not discard the session {name}: {e}");
             }
         }
@@ -196,29 +206,30 @@ pub fn run(plan: &Plan, addr: SocketAddr) -> Result<Report, Fail> {
 }
 
 /// Where to connect, how to name the clients, and until when.
-struct Setup {
-    addr: SocketAddr,
+struct Setup<'a> {
+    endpoints: &'a Endpoints,
     client_prefix: String,
     deadline: Instant,
 }
 
-impl Setup {
-    /// Opens one client connection, unless the hard deadline has passed: a persistent
-    /// session (Clean Session 0, any older session under `name` discarded first) or a
-    /// clean one.
+impl Setup<'_> {
+    /// Opens one client connection through `connector`, unless the hard deadline has
+    /// passed: a persistent session (Clean Session 0, any older session under `name`
+    /// discarded first) or a clean one.
     fn open(
         &self,
+        connector: &Connector,
         name: &str,
         persistent: bool,
         subscription: Option<(&str, QoS)>,
-    ) -> Result<TcpStream, Fail> {
+    ) -> Result<MioStream, Fail> {
         if Instant::now() >= self.deadline {
             return Err(Fail::Deadline(format!("still setting up at {name}")));
         }
         if persistent {
-            client::open_persistent(self.addr, name, subscription)
+            client::open_persistent(connector, name, subscription)
         } else {
-            client::open(self.addr, name, subscription)
+            client::open(connector, name, subscription)
         }
     }
 }
@@ -231,7 +242,13 @@ fn open_subscribers(plan: &Plan, setup: &Setup, poll: &Poll) -> Result<Vec<Subsc
             None => format!("{}-sub{index}", setup.client_prefix),
         };
         let persistent = plan.persistent.is_some();
-        let stream = setup.open(&name, persistent, Some((filter, plan.qos)))?;
+        let subscription = Some((filter.as_str(), plan.qos));
+        let stream = setup.open(
+            &setup.endpoints.subscribers,
+            &name,
+            persistent,
+            subscription,
+        )?;
         let sources: Vec<bool> = plan
             .publishers
             .iter()
@@ -251,7 +268,7 @@ fn open_publishers(plan: &Plan, setup: &Setup, poll: &Poll) -> Result<Vec<Publis
         let id =
             u16::try_from(index).map_err(|_| Fail::Usage("at most 65 536 publishers".into()))?;
         let name = format!("{}-pub{index}", setup.client_prefix);
-        let stream = setup.open(&name, false, None)?;
+        let stream = setup.open(&setup.endpoints.publishers, &name, false, None)?;
         let template = PublishTemplate::new(&publisher_plan.topic, plan.qos, plan.payload);
         // Where the subscribers of this publisher post their progress (see `Shared`).
         let watchers = publisher_plan
@@ -266,10 +283,10 @@ fn open_publishers(plan: &Plan, setup: &Setup, poll: &Poll) -> Result<Vec<Publis
     Ok(publishers)
 }
 
-fn register(poll: &Poll, stream: &mut TcpStream, index: usize) -> Result<(), Fail> {
+fn register(poll: &Poll, stream: &mut MioStream, index: usize) -> Result<(), Fail> {
     poll.registry()
         .register(
-            stream,
+            stream.socket_mut(),
             Token(index),
             Interest::READABLE | Interest::WRITABLE,
         )

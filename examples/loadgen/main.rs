@@ -45,6 +45,7 @@
 //! | `relay`      | the trivial broker that measures this tool's ceiling           |
 //! | `restart`    | `store` and `resume`: queued messages that must survive a restart |
 //! | `client`     | blocking connection setup (CONNECT, SUBSCRIBE) before a run    |
+//! | `transport`  | tcp, tls (rustls), ws and wss (WebSocket framing) under MQTT   |
 //! | `buffers`    | non-blocking reads and batched writes                          |
 //! | `wire`       | packet framing, the PUBLISH template, the payload stamp        |
 //! | `fail`       | errors and exit codes                                          |
@@ -63,14 +64,16 @@ mod relay;
 mod restart;
 mod shared;
 mod subscriber;
+mod transport;
 mod wire;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use fail::Fail;
-use flow::Plan;
+use flow::{Endpoints, Plan};
 use options::{Options, Scenario, USAGE};
+use transport::{Connector, Kind};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -119,14 +122,50 @@ fn run(options: &Options) -> Result<Option<String>, Fail> {
             Ok(Some(format!("RESULT scenario={name} {fields}")))
         }
         _ => {
+            let endpoints = endpoints(options)?;
             let (plan, fields) = plan(options);
-            let report = flow::run(&plan, options.addr)?;
+            let report = flow::run(&plan, &endpoints)?;
             Ok(Some(format!(
-                "RESULT scenario={name} {fields} {}",
-                report.fields()
+                "RESULT scenario={name} {fields} {}{}",
+                report.fields(),
+                transport_fields(options, &endpoints)
             )))
         }
     }
+}
+
+/// The publishers' and the subscribers' connectors; the TLS settings (and so the CA file)
+/// are read once for both.
+fn endpoints(options: &Options) -> Result<Endpoints, Fail> {
+    let tls = match &options.cafile {
+        Some(cafile) => Some(transport::tls_config(cafile)?),
+        None => None,
+    };
+    let path = &options.ws_path;
+    Ok(Endpoints {
+        publishers: Connector::new(options.addr, options.transport, tls.clone(), path)?,
+        subscribers: Connector::new(options.sub_addr, options.sub_transport, tls, path)?,
+    })
+}
+
+/// ` transport=… sub_transport=… sub_port=… tls=…` for whatever is not plain TCP on one
+/// port, so that a plain run's RESULT line reads as it always did.
+fn transport_fields(options: &Options, endpoints: &Endpoints) -> String {
+    let mut fields = String::new();
+    if options.transport != Kind::Tcp || options.sub_transport != options.transport {
+        fields += &format!(" transport={}", options.transport);
+    }
+    if options.sub_transport != options.transport {
+        fields += &format!(" sub_transport={}", options.sub_transport);
+    }
+    if options.sub_addr != options.addr {
+        fields += &format!(" sub_port={}", options.sub_addr.port());
+    }
+    let negotiated = endpoints.publishers.negotiated();
+    if let Some(tls) = negotiated.or_else(|| endpoints.subscribers.negotiated()) {
+        fields += &format!(" tls={tls}");
+    }
+    fields
 }
 
 /// The plan of a throughput scenario, and the fields that describe it in the RESULT line.

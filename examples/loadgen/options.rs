@@ -1,10 +1,12 @@
 //! The command line: a scenario name, then `--option value` pairs.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use mqttd::codec::QoS;
 
 use crate::fail::Fail;
+use crate::transport::Kind;
 use crate::wire::STAMP_LEN;
 
 pub const USAGE: &str = "\
@@ -44,7 +46,15 @@ Options:
   --persistent    subscribers use Clean Session 0 and fixed client ids
                   (loadgen-persistent-SCENARIO-sub<i>), so a broker with persistence
                   records what it queues for them; any session left under those ids is
-                  discarded first (pair, fanin, fanout, qos1, qos2, latency)";
+                  discarded first (pair, fanin, fanout, qos1, qos2, latency)
+
+Transports (pair, fanin, fanout, qos1, qos2, latency; the others use tcp):
+  --transport T   tcp (default), tls, ws (WebSocket, subprotocol mqtt) or wss
+  --cafile PATH   tls, wss: trust only the CA certificates in PATH (PEM); the server's
+                  certificate must be valid for the name localhost
+  --ws-path P     ws, wss: the path of the HTTP upgrade request (/mqtt)
+  --sub-port N    subscribers connect to this port instead (another listener)
+  --sub-transport T  and over this transport (default: --transport)";
 
 /// The scenarios, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +131,15 @@ pub struct Options {
     pub session: usize,
     /// `resume`: what the time to CONNACK counts from, in ns since the Unix epoch.
     pub started_ns: Option<u64>,
+    /// The publishers' transport (and the subscribers', unless `sub_transport` differs).
+    pub transport: Kind,
+    /// Where the subscribers connect: `addr` unless `--sub-port` says otherwise.
+    pub sub_addr: SocketAddr,
+    pub sub_transport: Kind,
+    /// `--cafile`, for `tls` and `wss`.
+    pub cafile: Option<PathBuf>,
+    /// `--ws-path`, for `ws` and `wss`.
+    pub ws_path: String,
 }
 
 /// What was given on the command line, before the scenario's defaults apply.
@@ -145,6 +164,11 @@ struct Given {
     messages: Option<usize>,
     session: Option<usize>,
     started_ns: Option<u64>,
+    transport: Option<Kind>,
+    sub_port: Option<u16>,
+    sub_transport: Option<Kind>,
+    cafile: Option<PathBuf>,
+    ws_path: Option<String>,
 }
 
 /// Parses the arguments after the program name; `Ok(None)` means "print the help".
@@ -195,6 +219,11 @@ fn parse_options(args: &[String]) -> Result<Given, Fail> {
             "--messages" => given.messages = Some(number(flag, value)?),
             "--session" => given.session = Some(number(flag, value)?),
             "--started-ns" => given.started_ns = Some(number(flag, value)?),
+            "--transport" => given.transport = Some(transport(flag, value)?),
+            "--sub-port" => given.sub_port = Some(number(flag, value)?),
+            "--sub-transport" => given.sub_transport = Some(transport(flag, value)?),
+            "--cafile" => given.cafile = Some(PathBuf::from(value)),
+            "--ws-path" => given.ws_path = Some(value.clone()),
             _ => return Err(Fail::Usage(format!("unknown option {flag}"))),
         }
     }
@@ -205,6 +234,14 @@ fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, Fail> {
     value
         .parse()
         .map_err(|_| Fail::Usage(format!("{flag}: cannot read {value:?}")))
+}
+
+fn transport(flag: &str, value: &str) -> Result<Kind, Fail> {
+    Kind::from_name(value).ok_or_else(|| {
+        Fail::Usage(format!(
+            "{flag}: expected tcp, tls, ws or wss, not {value:?}"
+        ))
+    })
 }
 
 fn positive(flag: &str, value: &str) -> Result<f64, Fail> {
@@ -241,9 +278,11 @@ fn resolve(scenario: Scenario, given: Given) -> Result<Options, Fail> {
     }
     .max(1);
     let conns = given.conns.unwrap_or(5000);
+    let addr = SocketAddr::new(host, given.port.unwrap_or(1883));
+    let transport = given.transport.unwrap_or(Kind::Tcp);
     let options = Options {
         scenario,
-        addr: SocketAddr::new(host, given.port.unwrap_or(1883)),
+        addr,
         secs: given.secs.unwrap_or(if scenario == Scenario::Relay {
             600.0
         } else {
@@ -269,9 +308,46 @@ fn resolve(scenario: Scenario, given: Given) -> Result<Options, Fail> {
         messages: given.messages.unwrap_or(100),
         session: given.session.unwrap_or(0),
         started_ns: given.started_ns,
+        transport,
+        sub_addr: SocketAddr::new(host, given.sub_port.unwrap_or(addr.port())),
+        sub_transport: given.sub_transport.unwrap_or(transport),
+        cafile: given.cafile,
+        ws_path: given.ws_path.unwrap_or_else(|| "/mqtt".to_owned()),
     };
     check(&options)?;
+    check_transport(&options)?;
     Ok(options)
+}
+
+/// The transport options make sense for the scenario and each other.
+fn check_transport(options: &Options) -> Result<(), Fail> {
+    let kinds = [options.transport, options.sub_transport];
+    let plain = kinds.iter().all(|&k| k == Kind::Tcp) && options.sub_addr == options.addr;
+    let tcp_only = matches!(
+        options.scenario,
+        Scenario::Conns | Scenario::Relay | Scenario::Store | Scenario::Resume
+    );
+    if tcp_only && !plain {
+        return Err(Fail::Usage(format!(
+            "{} uses plain TCP on --port only (no --transport, --sub-port or --sub-transport)",
+            options.scenario.name()
+        )));
+    }
+    let tls = kinds.iter().any(|k| k.uses_tls());
+    match (tls, &options.cafile) {
+        (true, None) => Err(Fail::Usage("tls and wss need --cafile".into())),
+        (false, Some(_)) => Err(Fail::Usage("--cafile is only for tls and wss".into())),
+        _ if !options.ws_path.starts_with('/')
+            || options
+                .ws_path
+                .contains(|c: char| c.is_whitespace() || c.is_control()) =>
+        {
+            Err(Fail::Usage(
+                "--ws-path must start with / and hold no spaces".into(),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check(options: &Options) -> Result<(), Fail> {
@@ -364,5 +440,45 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((resume.session, resume.started_ns), (7, Some(123)));
+    }
+
+    #[test]
+    fn transports_default_to_tcp_and_subscribers_follow_publishers() {
+        let plain = parse(&args("pair --port 1884")).unwrap().unwrap();
+        assert_eq!(
+            (plain.transport, plain.sub_transport),
+            (Kind::Tcp, Kind::Tcp)
+        );
+        assert_eq!(plain.sub_addr, plain.addr);
+        let ws = parse(&args("fanout --transport ws --port 8080"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((ws.transport, ws.sub_transport), (Kind::Ws, Kind::Ws));
+        assert_eq!(ws.ws_path, "/mqtt");
+        let mixed = parse(&args(
+            "pair --transport wss --cafile ca.pem --port 8443 --sub-port 1883 --sub-transport tcp",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (mixed.transport, mixed.sub_transport),
+            (Kind::Wss, Kind::Tcp)
+        );
+        assert_eq!(mixed.sub_addr.port(), 1883);
+    }
+
+    #[test]
+    fn transport_options_that_cannot_work_are_refused() {
+        for line in [
+            "pair --transport tls",               // no --cafile
+            "pair --transport ws --cafile x.pem", // --cafile without TLS
+            "pair --transport quic",
+            "pair --transport ws --ws-path mqtt",
+            "conns --transport ws",
+            "store --sub-port 1884",
+            "pair --payload 200000",
+        ] {
+            assert!(parse(&args(line)).is_err(), "{line}");
+        }
     }
 }

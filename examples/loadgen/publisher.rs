@@ -27,13 +27,13 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use mio::{Events, Poll, Token};
 use mqttd::codec::{Packet, PacketId, PacketType, QoS};
 
 use crate::buffers::Link;
 use crate::fail::Fail;
 use crate::shared::Shared;
+use crate::transport::MioStream;
 use crate::wire::{self, PublishTemplate, RawFrame, Stamp, MAX_PACKET};
 
 /// The token of the waker the subscriber thread uses; publishers use their index.
@@ -78,7 +78,7 @@ pub struct Publisher {
     /// The publisher number written into every stamp.
     id: u16,
     name: String,
-    link: Link,
+    link: Link<MioStream>,
     template: PublishTemplate,
     /// Messages sent so far, which is also the next sequence number.
     sent: u32,
@@ -96,7 +96,7 @@ impl Publisher {
     pub fn new(
         id: u16,
         name: String,
-        stream: TcpStream,
+        stream: MioStream,
         template: PublishTemplate,
         watchers: Vec<usize>,
     ) -> Publisher {
@@ -114,7 +114,7 @@ impl Publisher {
         }
     }
 
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
+    pub fn stream_mut(&mut self) -> &mut MioStream {
         &mut self.link.stream
     }
 
@@ -241,7 +241,7 @@ impl Publisher {
 
     /// Everything written and acknowledged.
     fn settled(&self) -> bool {
-        self.link.output.pending() == 0 && self.inflight.count == 0
+        !self.link.unsent() && self.inflight.count == 0
     }
 
     fn report(&self) -> PublisherReport {

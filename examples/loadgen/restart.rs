@@ -27,6 +27,7 @@ use crate::client;
 use crate::fail::Fail;
 use crate::flow::HARD_MARGIN;
 use crate::options::Options;
+use crate::transport::Connector;
 use crate::wire::{PublishTemplate, Stamp, MAX_PACKET};
 
 /// QoS 1 messages a `store` publisher sends before it waits for their PUBACKs.
@@ -104,10 +105,11 @@ fn check_deadline(deadline: Instant, doing: &str) -> Result<(), Fail> {
 /// earlier run is discarded first, so the new one starts empty.
 fn open_session(addr: SocketAddr, session: usize) -> Result<(), Fail> {
     let id = client_id(session);
-    client::discard_session(addr, &id)?;
+    let tcp = Connector::tcp(addr);
+    client::discard_session(&tcp, &id)?;
     let filter = topic(session);
     let (stream, present) =
-        client::open_blocking_session(addr, &id, false, Some((&filter, QoS::AtLeastOnce)))?;
+        client::open_blocking_session(&tcp, &id, false, Some((&filter, QoS::AtLeastOnce)))?;
     if present {
         return Err(Fail::Protocol(format!(
             "{id}: the broker resumed a session that a Clean Session 1 connection had just discarded"
@@ -121,7 +123,7 @@ fn open_session(addr: SocketAddr, session: usize) -> Result<(), Fail> {
 /// before the next.
 fn publish(options: &Options, t: usize, threads: usize, deadline: Instant) -> Result<(), Fail> {
     let name = format!("loadgen-{}-store-pub{t}", std::process::id());
-    let mut stream = client::open_blocking(options.addr, &name, None)?;
+    let mut stream = client::open_blocking(&Connector::tcp(options.addr), &name, None)?;
     let sessions: Vec<usize> = (t..options.sessions).step_by(threads).collect();
     let templates: Vec<PublishTemplate> = sessions
         .iter()

@@ -16,7 +16,6 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use mio::{Events, Poll};
 use mqttd::codec::{Packet, PacketId, PacketType, QoS};
 
@@ -24,6 +23,7 @@ use crate::accounting::SourceLog;
 use crate::buffers::{Link, OutBuf};
 use crate::fail::Fail;
 use crate::shared::Shared;
+use crate::transport::MioStream;
 use crate::wire::{self, PublishView, RawFrame, Stamp, MAX_PACKET};
 
 /// Once the publishers have stopped, give up waiting after this long without a message.
@@ -51,7 +51,7 @@ pub struct SubscriberReport {
 
 #[derive(Debug)]
 pub struct Subscriber {
-    link: Link,
+    link: Link<MioStream>,
     book: Book,
 }
 
@@ -76,7 +76,7 @@ impl Subscriber {
     pub fn new(
         index: usize,
         name: String,
-        stream: TcpStream,
+        stream: MioStream,
         sources: &[bool],
         record_latency: bool,
     ) -> Subscriber {
@@ -98,7 +98,7 @@ impl Subscriber {
         }
     }
 
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
+    pub fn stream_mut(&mut self) -> &mut MioStream {
         &mut self.link.stream
     }
 

@@ -1,0 +1,912 @@
+//! The byte stream under MQTT: plain TCP, TLS, WebSocket or WebSocket over TLS
+//! (`--transport tcp|tls|ws|wss`).
+//!
+//! Everything above this module reads and writes MQTT bytes through [`Stream`], which is
+//! `Read` and `Write` like a socket, so the scenarios, `buffers` and `wire` are the same
+//! for every transport. Each layer is there only when the transport asks for it:
+//!
+//! ```text
+//!   MQTT bytes: InBuf / OutBuf (buffers), read_frame (client)
+//!        │ Read / Write                          Stream
+//!   ┌────▼───────────────────────────────────┐
+//!   │ WebSocket (ws, wss)                    │ each write() becomes ONE binary frame, masked
+//!   │   RFC 6455 framing, written here       │ with a fresh key; frames read are unwrapped
+//!   ├────────────────────────────────────────┤   Pipe
+//!   │ TLS (tls, wss)                         │ rustls ClientConnection driven by hand:
+//!   │   rustls, ring provider                │ read_tls → process_new_packets → reader(),
+//!   │                                        │ writer() → write_tls
+//!   ├────────────────────────────────────────┤
+//!   │ TCP socket                             │ std's (blocking) while setting up,
+//!   └────────────────────────────────────────┘ then mio's (non-blocking) in the event loops
+//! ```
+//!
+//! Setting up (the TLS handshake, the HTTP upgrade) is done blocking, with the socket's
+//! read timeout, before the socket goes to mio, like CONNECT and SUBSCRIBE in `client`.
+//!
+//! **The event loops' two rules hold through every layer.** mio is edge-triggered, so a
+//! reader must read until `WouldBlock` (see `buffers`). A [`Stream`] returns `WouldBlock`
+//! from `read` only when the socket itself did, never while a layer still holds bytes
+//! (decrypted records inside rustls, a frame's payload here). On the way out, a layer may
+//! hold bytes the socket did not take: `write` then accepts what it was given, and
+//! [`Stream::flush`] (which `OutBuf::write_to` calls once its buffer is empty) pushes the
+//! rest and says `WouldBlock` if the socket is still full, so the writer waits for the
+//! next "writable" edge like any other. [`Stream::pending`] tells whether bytes are still
+//! held, so that a publisher is not taken as done while its last frame sits here.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use sha1::{Digest, Sha1};
+
+use crate::fail::Fail;
+
+/// What `--transport` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tcp,
+    Tls,
+    Ws,
+    Wss,
+}
+
+impl Kind {
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Some(match name {
+            "tcp" => Kind::Tcp,
+            "tls" => Kind::Tls,
+            "ws" => Kind::Ws,
+            "wss" => Kind::Wss,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Tcp => "tcp",
+            Kind::Tls => "tls",
+            Kind::Ws => "ws",
+            Kind::Wss => "wss",
+        }
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Kind::Tls | Kind::Wss)
+    }
+
+    pub fn uses_websocket(self) -> bool {
+        matches!(self, Kind::Ws | Kind::Wss)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The name the server's certificate must carry: the test certificates of
+/// `bench/compare.sh` are made for it (and for 127.0.0.1).
+const SERVER_NAME: &str = "localhost";
+
+/// How to turn a fresh TCP connection into a [`Stream`]: built once per run from the
+/// command line and shared by every connection of one side.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    pub addr: SocketAddr,
+    pub kind: Kind,
+    /// For `tls` and `wss`: the certificates to trust (`--cafile`) and the rest of rustls's
+    /// settings, built once.
+    tls: Option<Arc<ClientConfig>>,
+    /// The path of the HTTP upgrade request (`--ws-path`).
+    ws_path: String,
+    /// The TLS version and cipher suite of the first handshake, for the RESULT line.
+    negotiated: Arc<OnceLock<String>>,
+}
+
+impl Connector {
+    /// Plain TCP to `addr`: what `conns`, `store` and `resume` always use.
+    pub fn tcp(addr: SocketAddr) -> Connector {
+        Connector {
+            addr,
+            kind: Kind::Tcp,
+            tls: None,
+            ws_path: String::new(),
+            negotiated: Arc::default(),
+        }
+    }
+
+    /// `kind` to `addr`; `tls` must be given for `tls` and `wss` (see [`tls_config`]).
+    pub fn new(
+        addr: SocketAddr,
+        kind: Kind,
+        tls: Option<Arc<ClientConfig>>,
+        ws_path: &str,
+    ) -> Result<Connector, Fail> {
+        if kind.uses_tls() && tls.is_none() {
+            return Err(Fail::Usage(format!("--transport {kind} needs --cafile")));
+        }
+        Ok(Connector {
+            addr,
+            kind,
+            tls: tls.filter(|_| kind.uses_tls()),
+            ws_path: ws_path.to_owned(),
+            negotiated: Arc::default(),
+        })
+    }
+
+    /// `TLSv1_3/TLS13_AES_256_GCM_SHA384` after the first TLS handshake, else `None`.
+    pub fn negotiated(&self) -> Option<&str> {
+        self.negotiated.get().map(String::as_str)
+    }
+
+    /// Runs the TLS handshake and the WebSocket upgrade the transport asks for on a
+    /// blocking TCP connection (its read timeout bounds every step).
+    pub fn establish(
+        &self,
+        socket: std::net::TcpStream,
+        client_id: &str,
+    ) -> Result<Stream<std::net::TcpStream>, Fail> {
+        let what = |step: &str| format!("{client_id}: {step}");
+        let mut pipe = Pipe { socket, tls: None };
+        if let Some(config) = &self.tls {
+            let tls = self.tls_handshake(&mut pipe.socket, config, client_id)?;
+            pipe.tls = Some(Box::new(tls));
+        }
+        let ws = match self.kind.uses_websocket() {
+            true => Some(
+                upgrade(&mut pipe, self.addr, &self.ws_path)
+                    .map_err(Fail::io(what("WebSocket upgrade")))?,
+            ),
+            false => None,
+        };
+        Ok(Stream { pipe, ws })
+    }
+
+    fn tls_handshake(
+        &self,
+        socket: &mut std::net::TcpStream,
+        config: &Arc<ClientConfig>,
+        client_id: &str,
+    ) -> Result<ClientConnection, Fail> {
+        let name = ServerName::try_from(SERVER_NAME)
+            .map_err(|e| Fail::Usage(format!("server name {SERVER_NAME:?}: {e}")))?;
+        let mut tls = ClientConnection::new(Arc::clone(config), name)
+            .map_err(|e| Fail::Protocol(format!("TLS: {e}")))?;
+        while tls.is_handshaking() {
+            // Blocking: each call writes what is due and reads one flight, or fails with
+            // rustls's reason (an untrusted certificate is "invalid peer certificate").
+            tls.complete_io(socket)
+                .map_err(Fail::io(format!("{client_id}: TLS handshake")))?;
+        }
+        if let (Some(version), Some(suite)) =
+            (tls.protocol_version(), tls.negotiated_cipher_suite())
+        {
+            let _ = self
+                .negotiated
+                .set(format!("{version:?}/{:?}", suite.suite()));
+        }
+        Ok(tls)
+    }
+}
+
+/// rustls's client settings: the certificates in `cafile` (PEM) are the only ones trusted,
+/// and the only crypto provider is ring.
+pub fn tls_config(cafile: &Path) -> Result<Arc<ClientConfig>, Fail> {
+    let bad = |e: &dyn fmt::Display| Fail::Usage(format!("--cafile {}: {e}", cafile.display()));
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(cafile).map_err(|e| bad(&e))? {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(&"no certificate in it"));
+    }
+    // rustls 0.23.48 marks ring's provider deprecated because ring has no post-quantum
+    // key exchange; this tool measures brokers on loopback with a throw-away CA, and the
+    // project builds rustls with ring alone (`cargo tree -e normal,dev | grep -i aws` is empty).
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// One connection's bytes, through whichever layers its transport has.
+#[derive(Debug)]
+pub struct Stream<S> {
+    pipe: Pipe<S>,
+    /// The WebSocket framing, for `ws` and `wss`.
+    ws: Option<WebSocket>,
+}
+
+/// The connections the event loops use.
+pub type MioStream = Stream<mio::net::TcpStream>;
+
+impl<S> Stream<S> {
+    /// The socket, to register it with mio or set its timeouts.
+    pub fn socket_mut(&mut self) -> &mut S {
+        &mut self.pipe.socket
+    }
+
+    /// Bytes written to this stream that have not reached the socket yet.
+    pub fn pending(&self) -> bool {
+        self.ws.as_ref().is_some_and(WebSocket::holds_output) || self.pipe.pending()
+    }
+}
+
+impl Stream<std::net::TcpStream> {
+    /// Hands a connection that is set up to mio: non-blocking from now on.
+    pub fn into_mio(self) -> io::Result<MioStream> {
+        let Stream { pipe, ws } = self;
+        pipe.socket.set_nonblocking(true)?;
+        Ok(Stream {
+            pipe: Pipe {
+                socket: mio::net::TcpStream::from_std(pipe.socket),
+                tls: pipe.tls,
+            },
+            ws,
+        })
+    }
+}
+
+impl<S: Read + Write> Read for Stream<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.ws {
+            Some(ws) => ws.read(&mut self.pipe, buf),
+            None => self.pipe.read(buf),
+        }
+    }
+}
+
+impl<S: Read + Write> Write for Stream<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.ws {
+            Some(ws) => ws.write(&mut self.pipe, buf),
+            None => self.pipe.write(buf),
+        }
+    }
+
+    /// Pushes every byte a layer still holds; `WouldBlock` if the socket is full.
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(ws) = &mut self.ws {
+            ws.push(&mut self.pipe)?;
+        }
+        self.pipe.flush()
+    }
+}
+
+/// The byte pipe under the WebSocket layer: the socket, through TLS when there is TLS.
+#[derive(Debug)]
+struct Pipe<S> {
+    socket: S,
+    tls: Option<Box<ClientConnection>>,
+}
+
+impl<S> Pipe<S> {
+    /// TLS records not yet written to the socket.
+    fn pending(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
+}
+
+impl<S: Read + Write> Read for Pipe<S> {
+    /// Decrypted bytes if rustls has some; otherwise records from the socket until it has
+    /// (or the socket says `WouldBlock`, which is passed up).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(tls) = &mut self.tls else {
+            return self.socket.read(buf);
+        };
+        loop {
+            match tls.reader().read(buf) {
+                // 0 after the server's close_notify; after a bare TCP close, rustls says
+                // UnexpectedEof instead.
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            tls.read_tls(&mut self.socket)?;
+            tls.process_new_packets()
+                .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+            // Reading can give rustls something to say (an alert, a key update answer).
+            write_records(tls, &mut self.socket).or_else(would_block_is_fine)?;
+        }
+    }
+}
+
+impl<S: Read + Write> Write for Pipe<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(tls) = &mut self.tls else {
+            return self.socket.write(buf);
+        };
+        // Older records first: rustls would otherwise take plaintext faster than the
+        // socket takes records. If they do not all go, nothing new is accepted.
+        write_records(tls, &mut self.socket)?;
+        let accepted = tls.writer().write(buf)?;
+        write_records(tls, &mut self.socket).or_else(would_block_is_fine)?;
+        Ok(accepted)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            write_records(tls, &mut self.socket)?;
+        }
+        self.socket.flush()
+    }
+}
+
+/// Writes rustls's pending records until there are none or the socket is full.
+fn write_records<S: Write>(tls: &mut ClientConnection, socket: &mut S) -> io::Result<()> {
+    while tls.wants_write() {
+        if tls.write_tls(socket)? == 0 {
+            return Err(ErrorKind::WriteZero.into());
+        }
+    }
+    Ok(())
+}
+
+/// For `or_else`: a full socket is not an error where the bytes can wait for `flush`.
+fn would_block_is_fine(e: io::Error) -> io::Result<()> {
+    match e.kind() {
+        ErrorKind::WouldBlock => Ok(()),
+        _ => Err(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// WebSocket (RFC 6455), the client's side.
+
+/// The GUID that RFC 6455 §1.3 appends to the key before hashing it.
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/// Opcodes, RFC 6455 §5.2.
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+/// Byte 1 of a frame: FIN, the last frame of a message.
+const FIN: u8 = 0x80;
+/// Byte 1: the reserved bits, which stay 0 without an extension (none is negotiated).
+const RSV_BITS: u8 = 0x70;
+/// Byte 2: MASK, set on every frame from a client and on none from a server (§5.1).
+const MASK: u8 = 0x80;
+/// Payload lengths in byte 2 that say "the length follows in 2 (126) or 8 (127) bytes".
+const LEN_16: u8 = 126;
+const LEN_64: u8 = 127;
+/// The longest HTTP response to the upgrade request that we read.
+const MAX_RESPONSE: usize = 8 * 1024;
+/// The read buffer under the framing: payload bytes leave it as soon as they arrive, so it
+/// only ever has to hold a frame header and a control frame (at most 14 + 125 bytes).
+const RAW_CAPACITY: usize = 64 * 1024;
+
+/// A WebSocket connection's framing state: what came from below and is not unwrapped yet,
+/// and frames made but not yet handed below.
+struct WebSocket {
+    /// Bytes read from the pipe; `raw[start..end]` are not taken yet.
+    raw: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// Payload bytes of the current data frame still to come (in `raw` or below).
+    payload_left: u64,
+    /// Frames (data, and pongs to the server's pings) not yet written below.
+    out: Vec<u8>,
+    out_written: usize,
+    keys: MaskKeys,
+}
+
+impl fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("unread", &(self.end - self.start))
+            .field("payload_left", &self.payload_left)
+            .field("unwritten", &(self.out.len() - self.out_written))
+            .finish()
+    }
+}
+
+/// A frame header, read from the front of the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    fin: bool,
+    opcode: u8,
+    len: u64,
+    /// Bytes of the header itself (2 to 10: servers send no masking key).
+    header_len: usize,
+}
+
+impl WebSocket {
+    fn new(keys: MaskKeys, leftover: &[u8]) -> WebSocket {
+        let mut raw = vec![0; RAW_CAPACITY].into_boxed_slice();
+        raw[..leftover.len()].copy_from_slice(leftover);
+        WebSocket {
+            raw,
+            start: 0,
+            end: leftover.len(),
+            payload_left: 0,
+            out: Vec::new(),
+            out_written: 0,
+            keys,
+        }
+    }
+
+    fn holds_output(&self) -> bool {
+        self.out_written < self.out.len()
+    }
+
+    /// Wraps all of `buf` in one binary frame. If frames from before could not all be
+    /// written, nothing is taken: `WouldBlock`, as a full socket would say.
+    fn write<S: Read + Write>(&mut self, pipe: &mut Pipe<S>, buf: &[u8]) -> io::Result<usize> {
+        self.push(pipe)?;
+        let key = self.keys.next_key();
+        encode_frame(&mut self.out, OP_BINARY, key, buf);
+        self.push(pipe).or_else(would_block_is_fine)?;
+        Ok(buf.len())
+    }
+
+    /// Writes the frames made so far to the pipe, until done or `WouldBlock`.
+    fn push<S: Read + Write>(&mut self, pipe: &mut Pipe<S>) -> io::Result<()> {
+        while self.holds_output() {
+            match pipe.write(&self.out[self.out_written..])? {
+                0 => return Err(ErrorKind::WriteZero.into()),
+                n => self.out_written += n,
+            }
+        }
+        self.out.clear();
+        self.out_written = 0;
+        Ok(())
+    }
+
+    /// Hands on the payload of binary frames, answers pings, stops at a close.
+    fn read<S: Read + Write>(&mut self, pipe: &mut Pipe<S>, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.payload_left > 0 && self.start < self.end {
+                return Ok(self.take_payload(buf));
+            }
+            if self.payload_left == 0 {
+                match self.next_frame()? {
+                    Next::Data => continue,
+                    Next::Closed => return Ok(0),
+                    Next::NeedMore => {}
+                }
+            }
+            if self.fill(pipe)? == 0 {
+                return Ok(0);
+            }
+        }
+    }
+
+    fn take_payload(&mut self, buf: &mut [u8]) -> usize {
+        let available = self.end - self.start;
+        let n = usize::try_from(self.payload_left)
+            .unwrap_or(usize::MAX)
+            .min(available)
+            .min(buf.len());
+        buf[..n].copy_from_slice(&self.raw[self.start..self.start + n]);
+        self.start += n;
+        self.payload_left -= n as u64;
+        n
+    }
+
+    /// Reads more bytes from the pipe into `raw`; 0 means the connection ended.
+    fn fill<S: Read + Write>(&mut self, pipe: &mut Pipe<S>) -> io::Result<usize> {
+        if self.start > 0 {
+            self.raw.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let n = pipe.read(&mut self.raw[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Takes the frame header at the front of `raw`, and a control frame whole.
+    fn next_frame(&mut self) -> io::Result<Next> {
+        let Some(header) = parse_header(&self.raw[self.start..self.end])? else {
+            return Ok(Next::NeedMore);
+        };
+        match header.opcode {
+            // A message may come in several frames; MQTT is a byte stream, so their
+            // payloads simply follow one another.
+            OP_BINARY | OP_CONTINUATION => {
+                self.start += header.header_len;
+                self.payload_left = header.len;
+                Ok(Next::Data)
+            }
+            OP_PING | OP_PONG | OP_CLOSE => self.control(header),
+            OP_TEXT => Err(invalid("a text frame: MQTT goes in binary frames only")),
+            other => Err(invalid(&format!("a frame with unknown opcode {other:#x}"))),
+        }
+    }
+
+    /// A ping is answered with a pong carrying the same bytes (§5.5.2); a pong is dropped;
+    /// a close ends the stream (its answer would change no figure).
+    fn control(&mut self, header: Header) -> io::Result<Next> {
+        // [RFC 6455 §5.5] control frames are not fragmented and carry at most 125 bytes.
+        if !header.fin || header.len > 125 {
+            return Err(invalid("a fragmented or long control frame"));
+        }
+        let total = header.header_len + header.len as usize;
+        if self.end - self.start < total {
+            return Ok(Next::NeedMore);
+        }
+        let body = self.start + header.header_len..self.start + total;
+        if header.opcode == OP_PING {
+            let key = self.keys.next_key();
+            encode_frame(&mut self.out, OP_PONG, key, &self.raw[body]);
+        }
+        self.start += total;
+        match header.opcode {
+            OP_CLOSE => Ok(Next::Closed),
+            _ => Ok(Next::Data),
+        }
+    }
+}
+
+/// What the front of the read buffer held.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// A frame was taken; look again.
+    Data,
+    /// The server closed the WebSocket.
+    Closed,
+    /// Not a whole header (or control frame) yet.
+    NeedMore,
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, format!("WebSocket: {what}"))
+}
+
+/// Reads a server's frame header, or `None` if `bytes` holds only part of one.
+fn parse_header(bytes: &[u8]) -> io::Result<Option<Header>> {
+    let (Some(&byte1), Some(&byte2)) = (bytes.first(), bytes.get(1)) else {
+        return Ok(None);
+    };
+    if byte1 & RSV_BITS != 0 {
+        return Err(invalid(
+            "reserved bits set, but no extension was negotiated",
+        ));
+    }
+    // [RFC 6455 §5.1] a client closes the connection if a server's frame is masked.
+    if byte2 & MASK != 0 {
+        return Err(invalid("a masked frame from the server"));
+    }
+    let (len, header_len) = match byte2 & !MASK {
+        LEN_16 => match bytes.get(2..4) {
+            Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
+            None => return Ok(None),
+        },
+        LEN_64 => match bytes.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+            Some(b) => (u64::from_be_bytes(b), 10),
+            None => return Ok(None),
+        },
+        short => (u64::from(short), 2),
+    };
+    Ok(Some(Header {
+        fin: byte1 & FIN != 0,
+        opcode: byte1 & 0x0F,
+        len,
+        header_len,
+    }))
+}
+
+/// Appends one whole (FIN) frame from the client: header, masking key, masked payload.
+fn encode_frame(out: &mut Vec<u8>, opcode: u8, key: [u8; 4], payload: &[u8]) {
+    out.push(FIN | opcode);
+    match payload.len() {
+        n if n < usize::from(LEN_16) => out.push(MASK | n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.push(MASK | LEN_16);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(MASK | LEN_64);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    // [RFC 6455 §5.3] byte i of the payload is XORed with byte i mod 4 of the key.
+    for (i, byte) in out[start..].iter_mut().enumerate() {
+        *byte ^= key[i & 3];
+    }
+}
+
+/// Masking keys and handshake nonces: random enough for a load generator (RFC 6455
+/// wants keys a proxy cannot predict; nothing here is a secret). A xorshift generator,
+/// seeded from the per-process random keys of std's `RandomState`.
+struct MaskKeys(u64);
+
+impl MaskKeys {
+    fn new() -> MaskKeys {
+        let seed = RandomState::new().build_hasher().finish();
+        MaskKeys(seed | 1)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn next_key(&mut self) -> [u8; 4] {
+        let [a, b, c, d, ..] = self.next_u64().to_be_bytes();
+        [a, b, c, d]
+    }
+}
+
+/// The opening handshake (RFC 6455 §4.1): GET with Upgrade, asking for the subprotocol
+/// "mqtt" (MQTT 3.1.1 §6.0); the answer must be 101 with the right Sec-WebSocket-Accept.
+fn upgrade<S: Read + Write>(
+    pipe: &mut Pipe<S>,
+    addr: SocketAddr,
+    path: &str,
+) -> io::Result<WebSocket> {
+    let mut keys = MaskKeys::new();
+    let nonce: Vec<u8> = [keys.next_u64(), keys.next_u64()]
+        .iter()
+        .flat_map(|x| x.to_be_bytes())
+        .collect();
+    let key = BASE64.encode(nonce);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+    );
+    pipe.write_all(request.as_bytes())?;
+    pipe.flush()?;
+    let (head, leftover) = read_response_head(pipe)?;
+    check_response(&head, &key).map_err(|e| invalid(&e))?;
+    Ok(WebSocket::new(keys, &leftover))
+}
+
+/// Reads until the blank line that ends the response's headers; returns them and
+/// whatever came after (the server may already have sent frames).
+fn read_response_head<R: Read>(pipe: &mut R) -> io::Result<(String, Vec<u8>)> {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = bytes.split_off(at + 4);
+            return Ok((String::from_utf8_lossy(&bytes).into_owned(), rest));
+        }
+        if bytes.len() > MAX_RESPONSE {
+            return Err(invalid("the upgrade response has no end of headers"));
+        }
+        match pipe.read(&mut chunk)? {
+            0 => {
+                return Err(invalid(
+                    "the server closed the connection during the upgrade",
+                ))
+            }
+            n => bytes.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Checks the server's answer to the upgrade request: status, headers and the accept
+/// value, which proves the server read our key (RFC 6455 §4.1, the client's checks).
+fn check_response(head: &str, key: &str) -> Result<(), String> {
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("101") {
+        return Err(format!("the server answered {status:?}, not 101"));
+    }
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    };
+    if !header("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+        return Err("no \"Upgrade: websocket\" in the 101 response".into());
+    }
+    let connection = header("Connection").unwrap_or_default();
+    if !connection
+        .split(',')
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+    {
+        return Err(format!("Connection: {connection:?} does not say Upgrade"));
+    }
+    let expected = accept_for(key);
+    match header("Sec-WebSocket-Accept") {
+        Some(accept) if accept == expected => {}
+        other => {
+            return Err(format!(
+                "Sec-WebSocket-Accept {other:?}, expected {expected:?}"
+            ))
+        }
+    }
+    match header("Sec-WebSocket-Protocol") {
+        Some("mqtt") => Ok(()),
+        other => Err(format!(
+            "Sec-WebSocket-Protocol {other:?}, expected \"mqtt\""
+        )),
+    }
+}
+
+/// Sec-WebSocket-Accept for a key: base64 of the SHA-1 of the key and the GUID.
+fn accept_for(key: &str) -> String {
+    let mut sha1 = Sha1::new();
+    sha1.update(key.as_bytes());
+    sha1.update(WS_GUID.as_bytes());
+    BASE64.encode(sha1.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_matches_the_example_in_rfc_6455() {
+        // §1.3: this key must give this accept value.
+        assert_eq!(
+            accept_for("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn client_frames_are_masked_with_the_three_length_forms() {
+        let key = [1, 2, 3, 4];
+        for (len, header) in [
+            (5usize, 2usize),
+            (125, 2),
+            (126, 4),
+            (65_535, 4),
+            (65_536, 10),
+        ] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut out = Vec::new();
+            encode_frame(&mut out, OP_BINARY, key, &payload);
+            assert_eq!(out[0], FIN | OP_BINARY);
+            assert_ne!(out[1] & MASK, 0, "client frames are masked");
+            assert_eq!(&out[header..header + 4], &key);
+            let unmasked: Vec<u8> = out[header + 4..]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ key[i % 4])
+                .collect();
+            assert_eq!(unmasked, payload, "length {len}");
+        }
+    }
+
+    /// A fake server's bytes: unmasked frames.
+    fn server_frame(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8]) {
+        out.push(if fin { FIN } else { 0 } | opcode);
+        match payload.len() {
+            n if n < 126 => out.push(n as u8),
+            n => {
+                out.push(LEN_16);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(payload);
+    }
+
+    /// Reads `wire` through the framing one byte at a time from below (every split of a
+    /// header or payload), collecting the MQTT bytes.
+    fn unwrap_bytewise(wire: &[u8]) -> (Vec<u8>, WebSocket) {
+        let mut ws = WebSocket::new(MaskKeys(7), &[]);
+        let mut pipe = Pipe {
+            socket: Trickle {
+                bytes: wire.to_vec(),
+                at: 0,
+                written: Vec::new(),
+            },
+            tls: None,
+        };
+        let mut got = Vec::new();
+        let mut buf = [0u8; 3];
+        loop {
+            match ws.read(&mut pipe, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        (got, ws)
+    }
+
+    /// A socket that gives one byte per read, then end of stream.
+    struct Trickle {
+        bytes: Vec<u8>,
+        at: usize,
+        written: Vec<u8>,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.bytes.get(self.at) {
+                Some(&b) if !buf.is_empty() => {
+                    buf[0] = b;
+                    self.at += 1;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn fragments_and_pings_between_them_give_back_the_byte_stream() {
+        let mqtt: Vec<u8> = (0..300).map(|i| (i * 7) as u8).collect();
+        let mut wire = Vec::new();
+        server_frame(&mut wire, false, OP_BINARY, &mqtt[..100]);
+        server_frame(&mut wire, true, OP_PING, b"hi");
+        server_frame(&mut wire, false, OP_CONTINUATION, &[]);
+        server_frame(&mut wire, true, OP_CONTINUATION, &mqtt[100..200]);
+        server_frame(&mut wire, true, OP_BINARY, &mqtt[200..]);
+        let (got, ws) = unwrap_bytewise(&wire);
+        assert_eq!(got, mqtt);
+        // The ping's answer waits in `out`: a masked pong with the same two bytes.
+        assert_eq!(ws.out[0], FIN | OP_PONG);
+        assert_eq!(ws.out[1], MASK | 2);
+        let key = &ws.out[2..6];
+        assert_eq!([ws.out[6] ^ key[0], ws.out[7] ^ key[1]], *b"hi");
+    }
+
+    #[test]
+    fn a_close_frame_ends_the_stream_and_text_is_refused() {
+        let mut wire = Vec::new();
+        server_frame(&mut wire, true, OP_BINARY, b"ab");
+        server_frame(&mut wire, true, OP_CLOSE, &[0x03, 0xE8]);
+        server_frame(&mut wire, true, OP_BINARY, b"never");
+        assert_eq!(unwrap_bytewise(&wire).0, b"ab");
+
+        let mut ws = WebSocket::new(MaskKeys(7), &[FIN | OP_TEXT, 1, b'x']);
+        let mut pipe = Pipe {
+            socket: io::Cursor::new(Vec::new()),
+            tls: None,
+        };
+        assert!(ws.read(&mut pipe, &mut [0u8; 8]).is_err());
+    }
+
+    #[test]
+    fn masked_server_frames_and_reserved_bits_are_refused() {
+        assert!(parse_header(&[FIN | OP_BINARY, MASK | 1]).is_err());
+        assert!(parse_header(&[FIN | 0x40 | OP_BINARY, 1]).is_err());
+        assert_eq!(parse_header(&[FIN | OP_BINARY, LEN_16, 1]).unwrap(), None);
+    }
+
+    #[test]
+    fn the_upgrade_response_is_checked() {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let good = "HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\n\
+                    Connection: keep-alive, Upgrade\r\n\
+                    Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+                    Sec-WebSocket-Protocol: mqtt\r\n\r\n";
+        assert_eq!(check_response(good, key), Ok(()));
+        let wrong_accept = good.replace("xOo=", "xOp=");
+        assert!(check_response(&wrong_accept, key).is_err());
+        let no_protocol = good.replace("Sec-WebSocket-Protocol: mqtt\r\n", "");
+        assert!(check_response(&no_protocol, key).is_err());
+        assert!(check_response("HTTP/1.1 404 Not Found\r\n\r\n", key).is_err());
+    }
+}
