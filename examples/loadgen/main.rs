@@ -44,6 +44,7 @@
 //! | `conns`      | many idle connections: connect rate, memory, delivery          |
 //! | `relay`      | the trivial broker that measures this tool's ceiling           |
 //! | `restart`    | `store` and `resume`: queued messages that must survive a restart |
+//! | `large`      | 200 000-byte messages cut into 6 WebSocket messages, one at a time |
 //! | `client`     | blocking connection setup (CONNECT, SUBSCRIBE) before a run    |
 //! | `transport`  | tcp, tls (rustls), ws and wss (WebSocket framing) under MQTT   |
 //! | `buffers`    | non-blocking reads and batched writes                          |
@@ -58,6 +59,7 @@ mod client;
 mod conns;
 mod fail;
 mod flow;
+mod large;
 mod options;
 mod publisher;
 mod relay;
@@ -120,6 +122,12 @@ fn run(options: &Options) -> Result<Option<String>, Fail> {
         Scenario::Resume => {
             let fields = restart::resume(options)?;
             Ok(Some(format!("RESULT scenario={name} {fields}")))
+        }
+        Scenario::Large => {
+            let endpoints = endpoints(options)?;
+            let fields = large::run(options, &endpoints)?;
+            let transport = transport_fields(options, &endpoints);
+            Ok(Some(format!("RESULT scenario={name} {fields}{transport}")))
         }
         _ => {
             let endpoints = endpoints(options)?;

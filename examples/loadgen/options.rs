@@ -32,6 +32,11 @@ Scenarios (each prints one RESULT line on stdout):
            --messages M       every millisecond): the time until its CONNACK, counted from
            --started-ns T     T (Unix time in ns, `date +%s%N`, e.g. when the broker was
                               started), then check its M messages all arrive, in order
+  large    --messages M       one publisher sends M (20) QoS 0 messages of --payload bytes
+           --parts K          (200000), one at a time, each PUBLISH packet cut into K (6)
+                              writes (over ws/wss: K WebSocket messages, as MQTT.js sends
+                              a large message); one subscriber: median and max time from
+                              the first part sent to the whole packet received
 
 Options:
   --host ADDR     broker address, loopback only (127.0.0.1)
@@ -48,7 +53,7 @@ Options:
                   records what it queues for them; any session left under those ids is
                   discarded first (pair, fanin, fanout, qos1, qos2, latency)
 
-Transports (pair, fanin, fanout, qos1, qos2, latency; the others use tcp):
+Transports (pair, fanin, fanout, qos1, qos2, latency, large; the others use tcp):
   --transport T   tcp (default), tls, ws (WebSocket, subprotocol mqtt) or wss
   --cafile PATH   tls, wss: trust only the CA certificates in PATH (PEM); the server's
                   certificate must be valid for the name localhost
@@ -69,6 +74,7 @@ pub enum Scenario {
     Relay,
     Store,
     Resume,
+    Large,
 }
 
 impl Scenario {
@@ -84,6 +90,7 @@ impl Scenario {
             "relay" => Scenario::Relay,
             "store" => Scenario::Store,
             "resume" => Scenario::Resume,
+            "large" => Scenario::Large,
             _ => return None,
         })
     }
@@ -100,6 +107,7 @@ impl Scenario {
             Scenario::Relay => "relay",
             Scenario::Store => "store",
             Scenario::Resume => "resume",
+            Scenario::Large => "large",
         }
     }
 }
@@ -140,6 +148,8 @@ pub struct Options {
     pub cafile: Option<PathBuf>,
     /// `--ws-path`, for `ws` and `wss`.
     pub ws_path: String,
+    /// `large`: how many writes (WebSocket messages) each PUBLISH is cut into.
+    pub parts: usize,
 }
 
 /// What was given on the command line, before the scenario's defaults apply.
@@ -169,6 +179,7 @@ struct Given {
     sub_transport: Option<Kind>,
     cafile: Option<PathBuf>,
     ws_path: Option<String>,
+    parts: Option<usize>,
 }
 
 /// Parses the arguments after the program name; `Ok(None)` means "print the help".
@@ -224,6 +235,7 @@ fn parse_options(args: &[String]) -> Result<Given, Fail> {
             "--sub-transport" => given.sub_transport = Some(transport(flag, value)?),
             "--cafile" => given.cafile = Some(PathBuf::from(value)),
             "--ws-path" => given.ws_path = Some(value.clone()),
+            "--parts" => given.parts = Some(number(flag, value)?),
             _ => return Err(Fail::Usage(format!("unknown option {flag}"))),
         }
     }
@@ -280,6 +292,7 @@ fn resolve(scenario: Scenario, given: Given) -> Result<Options, Fail> {
     let conns = given.conns.unwrap_or(5000);
     let addr = SocketAddr::new(host, given.port.unwrap_or(1883));
     let transport = given.transport.unwrap_or(Kind::Tcp);
+    let large = scenario == Scenario::Large;
     let options = Options {
         scenario,
         addr,
@@ -288,7 +301,9 @@ fn resolve(scenario: Scenario, given: Given) -> Result<Options, Fail> {
         } else {
             5.0
         }),
-        payload: given.payload.unwrap_or(16),
+        payload: given
+            .payload
+            .unwrap_or(if large { LARGE_PAYLOAD } else { 16 }),
         window: given.window.unwrap_or(default_window),
         pairs: given.pairs.unwrap_or(1),
         pubs: given.pubs.unwrap_or(16),
@@ -305,7 +320,7 @@ fn resolve(scenario: Scenario, given: Given) -> Result<Options, Fail> {
             .unwrap_or(if scenario == Scenario::Store { 8 } else { 64 }),
         persistent: given.persistent,
         sessions: given.sessions.unwrap_or(1000),
-        messages: given.messages.unwrap_or(100),
+        messages: given.messages.unwrap_or(if large { 20 } else { 100 }),
         session: given.session.unwrap_or(0),
         started_ns: given.started_ns,
         transport,
@@ -313,11 +328,18 @@ fn resolve(scenario: Scenario, given: Given) -> Result<Options, Fail> {
         sub_transport: given.sub_transport.unwrap_or(transport),
         cafile: given.cafile,
         ws_path: given.ws_path.unwrap_or_else(|| "/mqtt".to_owned()),
+        parts: given.parts.unwrap_or(6),
     };
     check(&options)?;
     check_transport(&options)?;
     Ok(options)
 }
+
+/// `large`'s default payload: a 200 000-byte message, as in the MQTT.js report.
+const LARGE_PAYLOAD: usize = 200_000;
+
+/// The largest `--payload` of `large` (mqttd accepts 1 MiB packets by default).
+const LARGE_MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 
 /// The transport options make sense for the scenario and each other.
 fn check_transport(options: &Options) -> Result<(), Fail> {
@@ -351,10 +373,19 @@ fn check_transport(options: &Options) -> Result<(), Fail> {
 }
 
 fn check(options: &Options) -> Result<(), Fail> {
-    if options.payload < STAMP_LEN || options.payload > 60_000 {
+    let max_payload = match options.scenario {
+        Scenario::Large => LARGE_MAX_PAYLOAD,
+        _ => 60_000,
+    };
+    if options.payload < STAMP_LEN || options.payload > max_payload {
         return Err(Fail::Usage(format!(
-            "--payload must be between {STAMP_LEN} (the stamp) and 60000"
+            "--payload must be between {STAMP_LEN} (the stamp) and {max_payload}"
         )));
+    }
+    if options.parts == 0 || options.parts > options.payload {
+        return Err(Fail::Usage(
+            "--parts must be at least 1 and at most --payload".into(),
+        ));
     }
     if options.window == 0 || options.window > u32::from(u16::MAX) {
         return Err(Fail::Usage(
@@ -376,7 +407,11 @@ fn check(options: &Options) -> Result<(), Fail> {
     if options.persistent
         && matches!(
             options.scenario,
-            Scenario::Conns | Scenario::Relay | Scenario::Store | Scenario::Resume
+            Scenario::Conns
+                | Scenario::Relay
+                | Scenario::Store
+                | Scenario::Resume
+                | Scenario::Large
         )
     {
         return Err(Fail::Usage(format!(
@@ -456,7 +491,7 @@ mod tests {
         assert_eq!((ws.transport, ws.sub_transport), (Kind::Ws, Kind::Ws));
         assert_eq!(ws.ws_path, "/mqtt");
         let mixed = parse(&args(
-            "pair --transport wss --cafile ca.pem --port 8443 --sub-port 1883 --sub-transport tcp",
+            "large --transport wss --cafile ca.pem --port 8443 --sub-port 1883 --sub-transport tcp",
         ))
         .unwrap()
         .unwrap();
@@ -465,6 +500,10 @@ mod tests {
             (Kind::Wss, Kind::Tcp)
         );
         assert_eq!(mixed.sub_addr.port(), 1883);
+        assert_eq!(
+            (mixed.payload, mixed.parts, mixed.messages),
+            (200_000, 6, 20)
+        );
     }
 
     #[test]
