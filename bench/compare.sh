@@ -21,6 +21,12 @@
 #                                      on for mqttd and Mosquitto, and mqttd without it as
 #                                      mqttd-mem; they also run when ONLY names them, never
 #                                      otherwise
+#   TRANSPORTS=1 bench/compare.sh      only the transport scenarios: test certificates made
+#                                      with openssl, one Mosquitto-style configuration file
+#                                      with four listeners (tcp, tls, ws, wss) given to both
+#                                      brokers with -c, pair8 and fanout16 over each, and
+#                                      200 000-byte messages cut into 6 WebSocket messages
+#                                      (large_*); they also run when ONLY names them
 #
 # Every run gets a fresh broker process on a free port in 18900-18999, started by this
 # script and stopped by the PID it recorded (and by the EXIT trap if anything goes wrong).
@@ -90,6 +96,35 @@ if [[ -n "$BASELINE" ]]; then
 else
     DURABLE_BROKERS=(mqttd mqttd-mem mosquitto)
 fi
+# Transports: both brokers read one configuration file with four listeners, and each
+# scenario runs over each transport; the label is SCENARIO_TRANSPORT (pair8_tls). Only with
+# TRANSPORTS=1 (and no ONLY), or when ONLY names them. `@TCP@`, `@TLS@`, `@WS@`, `@WSS@`
+# become the listeners' ports and `@CA@` the test CA's certificate.
+TRANSPORT_KINDS=(tcp tls ws wss)
+TRANSPORT_SCENARIOS=(
+    "pair8|pair --pairs 8|rate"
+    "fanout16|fanout --subs 16|rate"
+)
+# Large messages (200 000 bytes, QoS 0, one at a time, each PUBLISH cut into 6 writes:
+# over ws, 6 WebSocket messages, as MQTT.js sends them): "kind" is publisher>subscriber.
+LARGE_MESSAGES=${LARGE_MESSAGES:-$([[ "${QUICK:-0}" == 1 ]] && echo 5 || echo 10)}
+LARGE_KINDS=(tcp ws ws_ws)
+LARGE_SCENARIO="large|large --messages $LARGE_MESSAGES --parts 6|p50_ms max_ms"
+# What each large kind means: publisher on the first listener, subscriber on the second.
+declare -A LARGE_ARGS=(
+    [tcp]="--transport tcp --port @TCP@"
+    [ws]="--transport ws --port @WS@ --sub-transport tcp --sub-port @TCP@"
+    [ws_ws]="--transport ws --port @WS@"
+)
+declare -A TRANSPORT_ARGS=(
+    [tcp]="--transport tcp --port @TCP@"
+    [tls]="--transport tls --port @TLS@ --cafile @CA@"
+    [ws]="--transport ws --port @WS@"
+    [wss]="--transport wss --port @WSS@ --cafile @CA@"
+)
+# The brokers of the transport runs: mqttd drops out if it refuses the file (see
+# probe_transports).
+TRANSPORT_BROKERS=("${BROKERS[@]}")
 
 START_TIME=$SECONDS
 WORK=$(mktemp -d /tmp/mqttd-bench.XXXXXX)
@@ -106,6 +141,10 @@ DURABLE=0
 RUN_NO=0
 # This run's persistence directory, if it has one (removed after the run).
 DATA_DIR=""
+# 1 while a transport scenario runs: the brokers get the four-listener file.
+TRANSPORT_RUN=0
+# The four listeners' ports of the current transport run.
+declare -A TPORT=()
 
 # Whatever happens, the broker we started goes away, and so do our temporary files.
 cleanup() {
@@ -157,12 +196,20 @@ prepare() {
         apt-get update && apt-get install -y mosquitto
     fi
     log "$($MOSQUITTO -h 2>&1 | head -1)"
-    if any_durable_wanted; then
+    if any_durable_wanted || any_transport_wanted; then
         if [[ " ${MQTTD_ARGS:-} ${BASELINE_ARGS:-} " =~ [[:space:]](-c|--config)[[:space:]] ]]; then
-            log "MQTTD_ARGS and BASELINE_ARGS may not hold -c/--config with durable scenarios:" \
-                "they give mqttd a configuration file of their own"
+            log "MQTTD_ARGS and BASELINE_ARGS may not hold -c/--config with durable or" \
+                "transport scenarios: they give mqttd a configuration file of their own"
             return 1
         fi
+    fi
+    if any_transport_wanted; then
+        # Mosquitto, started as root, reads its key as the user mosquitto.
+        chmod 711 "$WORK"
+        make_certs
+        probe_transports
+    fi
+    if any_durable_wanted; then
         # Mosquitto, started as root, runs as the user mosquitto: its persistence
         # directory under $WORK must be reachable and writable for that user.
         chmod 711 "$WORK"
@@ -182,6 +229,93 @@ fsync_cost() {
     secs=$(sed -n 's/.* copied, \([0-9.e+-]*\) s,.*/\1/p' <<<"$out")
     log "fsync cost: $(awk -v s="$secs" 'BEGIN { printf "%.0f", s * 1e6 / 1000 }') us per" \
         "100-byte write with O_DSYNC in $WORK (dd, 1000 writes in $secs s)"
+}
+
+# Test certificates in $WORK/certs: a CA, and a server certificate it signs for localhost
+# and 127.0.0.1 (the load generator checks the name localhost against the CA).
+make_certs() {
+    local dir=$WORK/certs
+    if ! command -v openssl >/dev/null; then
+        log "installing openssl"
+        apt-get update && apt-get install -y openssl
+    fi
+    mkdir -p "$dir"
+    chmod 711 "$dir"
+    {
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=mqttd bench CA" \
+            -keyout "$dir/ca.key" -out "$dir/ca.pem" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" &&
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+                -keyout "$dir/server.key" -out "$dir/server.csr" &&
+            printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+                "basicConstraints=critical,CA:FALSE" \
+                "keyUsage=critical,digitalSignature,keyEncipherment" \
+                "extendedKeyUsage=serverAuth" >"$dir/server.ext" &&
+            openssl x509 -req -days 2 -in "$dir/server.csr" -CA "$dir/ca.pem" \
+                -CAkey "$dir/ca.key" -CAcreateserial -extfile "$dir/server.ext" \
+                -out "$dir/server.pem"
+    } >"$dir/openssl.log" 2>&1 || {
+        log "openssl failed:"
+        tail -5 "$dir/openssl.log" >&2
+        return 1
+    }
+    chmod 644 "$dir/ca.pem" "$dir/server.pem"
+    if id -u mosquitto >/dev/null 2>&1; then chown mosquitto: "$dir/server.key"; fi
+    log "test certificates in $dir (CA ca.pem; server.pem for localhost and 127.0.0.1)"
+}
+
+# Sets TPORT[tcp|tls|ws|wss] to four free ports and writes the configuration file both
+# brokers read in transport runs: the four listeners, then the settings the other
+# scenarios give Mosquitto (mqttd reads them too, or ignores them with a warning).
+write_transport_config() {
+    local kind
+    for kind in "${TRANSPORT_KINDS[@]}"; do
+        free_port || return 1
+        TPORT[$kind]=$PORT
+    done
+    local certs=$WORK/certs
+    {
+        echo "listener ${TPORT[tcp]} 127.0.0.1"
+        echo "allow_anonymous true"
+        echo "listener ${TPORT[tls]} 127.0.0.1"
+        echo "certfile $certs/server.pem"
+        echo "keyfile $certs/server.key"
+        echo "listener ${TPORT[ws]} 127.0.0.1"
+        echo "protocol websockets"
+        echo "listener ${TPORT[wss]} 127.0.0.1"
+        echo "protocol websockets"
+        echo "certfile $certs/server.pem"
+        echo "keyfile $certs/server.key"
+        echo "max_queued_messages 1000"
+        echo "max_inflight_messages 20"
+        echo "persistence false"
+        echo "log_type error"
+        if [[ "${MOSQ_NODELAY:-1}" == 1 ]]; then echo "set_tcp_nodelay true"; fi
+    } >"$WORK/transports.conf"
+}
+
+# Starts mqttd (and mqttd-base) once with the transports file: a broker that refuses it
+# (mqttd before its TLS and WebSocket listeners exist) is left out of the transport runs,
+# with its own words, instead of failing every run.
+probe_transports() {
+    local broker kept=()
+    for broker in "${BROKERS[@]}"; do
+        if [[ $broker == mosquitto ]]; then
+            kept+=("$broker")
+            continue
+        fi
+        TRANSPORT_RUN=1
+        if write_transport_config && start_broker "$broker" "${TPORT[tcp]}" 2>/dev/null; then
+            kept+=("$broker")
+        else
+            log "$broker cannot run the transports configuration, so the transport scenarios" \
+                "run without it. It said: $(grep -v '^\s*$' "$WORK/broker.log" | tail -1)"
+        fi
+        stop_broker TERM
+        TRANSPORT_RUN=0
+    done
+    TRANSPORT_BROKERS=("${kept[@]}")
 }
 
 # Sets PORT to a port in our range that nothing listens on. (A function, not `$(...)`:
@@ -211,6 +345,14 @@ start_broker() {
     mqttd | mqttd-base | mqttd-mem)
         local bin=$MQTTD extra=${MQTTD_ARGS:-} rust_log=warn persist=()
         if [[ $name == mqttd-base ]]; then bin=$BASELINE extra=${BASELINE_ARGS:-}; fi
+        if [[ $TRANSPORT_RUN == 1 ]]; then
+            # shellcheck disable=SC2086 # $extra holds whole arguments
+            RUST_LOG=warn "$bin" -c "$WORK/transports.conf" $extra --max-connections 20000 \
+                --max-queued 1000 >"$WORK/broker.log" 2>&1 &
+            BROKER_PID=$!
+            wait_transport_listeners
+            return
+        fi
         if [[ $DURABLE == 1 && $name != mqttd-mem ]]; then
             DATA_DIR=$WORK/mqttd-data-$RUN_NO
             {
@@ -227,6 +369,12 @@ start_broker() {
             --max-connections 20000 --max-queued 1000 >"$WORK/broker.log" 2>&1 &
         ;;
     mosquitto)
+        if [[ $TRANSPORT_RUN == 1 ]]; then
+            $MOSQUITTO -c "$WORK/transports.conf" >"$WORK/broker.log" 2>&1 &
+            BROKER_PID=$!
+            wait_transport_listeners
+            return
+        fi
         {
             echo "listener $port 127.0.0.1"
             echo "allow_anonymous true"
@@ -258,16 +406,53 @@ start_broker() {
     wait_listening "$port"
 }
 
+# Waits until all four listeners of a transport run listen (each up to 10 s).
+wait_transport_listeners() {
+    local kind
+    for kind in "${TRANSPORT_KINDS[@]}"; do
+        wait_listening "${TPORT[$kind]}" || return 1
+    done
+}
+
+# The arguments of a transport run, with the listeners' ports and the CA put in.
+transport_args() {
+    local arg
+    for arg in "$@"; do
+        arg=${arg//@TCP@/${TPORT[tcp]}}
+        arg=${arg//@TLS@/${TPORT[tls]}}
+        arg=${arg//@WS@/${TPORT[ws]}}
+        arg=${arg//@WSS@/${TPORT[wss]}}
+        echo "${arg//@CA@/$WORK/certs/ca.pem}"
+    done
+}
+
+# Sets PORT and starts the broker: on one port, or in a transport run on four, with the
+# configuration file written afresh on free ports.
+start_fresh() {
+    if [[ $TRANSPORT_RUN == 1 ]]; then
+        write_transport_config && PORT=${TPORT[tcp]} && start_broker "$1" "$PORT"
+    else
+        free_port && start_broker "$1" "$PORT"
+    fi
+}
+
 # run_one LABEL BROKER ROUND ARGS...: one run on a fresh broker; appends to RESULTS.
 run_one() {
     local label=$1 broker=$2 round=$3
     shift 3
-    local extra=() line="" rc=0
+    local extra=() line="" rc=0 args=() limit=$((SECS + 60))
     : >"$WORK/loadgen.err"
-    if free_port && start_broker "$broker" "$PORT"; then
+    if start_fresh "$broker"; then
         if [[ $1 == conns ]]; then extra=(--broker-pid "$BROKER_PID"); fi
+        if [[ $TRANSPORT_RUN == 1 ]]; then
+            mapfile -t args < <(transport_args "$@")
+        else
+            args=("$@" --port "$PORT")
+        fi
+        # A large message may take seconds (the load generator allows each 30 s).
+        if [[ $1 == large ]]; then limit=$((LARGE_MESSAGES * 31 + 60)); fi
         # The load generator has its own hard deadline (--secs + 30 s); this is a second net.
-        line=$(timeout -k 5 $((SECS + 60)) "$LOADGEN" "$@" --port "$PORT" --secs "$SECS" \
+        line=$(timeout -k 5 "$limit" "$LOADGEN" "${args[@]}" --secs "$SECS" \
             "${extra[@]}" 2>"$WORK/loadgen.err") || rc=$?
     else
         rc=-1
@@ -305,6 +490,19 @@ journal_fields() {
     DATA_DIR=""
 }
 
+# Labels of the transport scenarios: pair8_tcp ... fanout16_wss, large_tcp ... large_ws_ws.
+transport_labels() {
+    local entry kind
+    for entry in "${TRANSPORT_SCENARIOS[@]}"; do
+        for kind in "${TRANSPORT_KINDS[@]}"; do echo "${entry%%|*}_$kind"; done
+    done
+    for kind in "${LARGE_KINDS[@]}"; do echo "${LARGE_SCENARIO%%|*}_$kind"; done
+}
+
+is_transport() {
+    [[ " $(transport_labels | tr '\n' ' ') " == *" $1 "* ]]
+}
+
 is_durable() {
     local entry
     for entry in "${DURABLE_SCENARIOS[@]}"; do
@@ -313,15 +511,25 @@ is_durable() {
     return 1
 }
 
-# Without ONLY: every scenario but the durable ones, or with PERSIST=1 the durable ones.
+# Without ONLY: every scenario but the durable and transport ones; with PERSIST=1 the
+# durable ones, with TRANSPORTS=1 the transport ones (both: both).
 wanted() {
     if [[ -n "${ONLY:-}" ]]; then
         [[ " $ONLY " == *" $1 "* ]]
-    elif [[ "${PERSIST:-0}" == 1 ]]; then
-        is_durable "$1"
-    elif is_durable "$1"; then
+    elif [[ "${PERSIST:-0}" == 1 || "${TRANSPORTS:-0}" == 1 ]]; then
+        { [[ "${PERSIST:-0}" == 1 ]] && is_durable "$1"; } ||
+            { [[ "${TRANSPORTS:-0}" == 1 ]] && is_transport "$1"; }
+    elif is_durable "$1" || is_transport "$1"; then
         return 1
     fi
+}
+
+any_transport_wanted() {
+    local label
+    for label in $(transport_labels); do
+        wanted "$label" && return 0
+    done
+    return 1
 }
 
 any_durable_wanted() {
@@ -378,6 +586,34 @@ run_all() {
         done
     done
     DURABLE=0
+    run_transports
+}
+
+# Each transport scenario, round by round: every transport, every broker, a fresh broker
+# for each run, as the other scenarios.
+run_transports() {
+    local entry label args kinds kind kind_args round broker
+    TRANSPORT_RUN=1
+    for entry in "${TRANSPORT_SCENARIOS[@]}" "$LARGE_SCENARIO"; do
+        IFS='|' read -r label args _ <<<"$entry"
+        if [[ $label == large ]]; then kinds=("${LARGE_KINDS[@]}"); else kinds=("${TRANSPORT_KINDS[@]}"); fi
+        for round in $(seq "$ROUNDS"); do
+            for kind in "${kinds[@]}"; do
+                wanted "${label}_$kind" || continue
+                if [[ $label == large ]]; then
+                    kind_args=${LARGE_ARGS[$kind]}
+                else
+                    kind_args=${TRANSPORT_ARGS[$kind]}
+                fi
+                time_left || break 3
+                for broker in "${TRANSPORT_BROKERS[@]}"; do
+                    # shellcheck disable=SC2086 # lists of arguments
+                    run_one "${label}_$kind" "$broker" "$round" $args $kind_args
+                done
+            done
+        done
+    done
+    TRANSPORT_RUN=0
 }
 
 # The two summaries' shared awk functions: the median of a list, and a figure shown
@@ -477,6 +713,83 @@ END {
         printf "  %s mqttd journal: %.1f records per fsync, %.0f fsyncs/s, %.1f records per message (medians)\n", label, median(per_fsync, nf), median(fsync_rate, nf), median(per_message, nf)
 }'
 
+# The transport scenarios' summary, one line per scenario, transport and metric: the
+# median for each broker; mqttd / that broker (median of the per-round ratios); and for
+# each broker, this transport / tcp (median of the per-round ratios of the broker's own
+# figures over this transport and over tcp, in the same round).
+# shellcheck disable=SC2016 # awk's own $ fields
+TRANSPORT_AWK="$AWK_FUNCTIONS"'
+$4 == "RESULT" && ($1 == base "_" kind || $1 == base "_tcp") {
+    for (i = 5; i <= NF; i++) {
+        split($i, kv, "=")
+        if (kv[1] != metric || kv[2] == "na") continue
+        if ($1 == base "_" kind) this[$2, $3] = kv[2] + 0
+        if ($1 == base "_tcp") tcp[$2, $3] = kv[2] + 0
+    }
+}
+END {
+    nb = split(brokers, names, " ")
+    line = sprintf("%-10s %-6s %-7s", base, kind, metric)
+    for (b = 1; b <= nb; b++) {
+        n = 0
+        for (key in this) { split(key, part, SUBSEP); if (part[1] == names[b]) list[++n] = this[key] }
+        line = line sprintf(" %15s", show(median(list, n)))
+        delete list
+    }
+    for (b = 1; b <= nb; b++) {
+        if (names[b] == "mqttd") continue
+        n = 0
+        for (key in this) {
+            split(key, part, SUBSEP)
+            if (part[1] == "mqttd" && ((names[b], part[2]) in this) && this[names[b], part[2]] != 0)
+                list[++n] = this[key] / this[names[b], part[2]]
+        }
+        line = line sprintf(" %15s", show(median(list, n)))
+        delete list
+    }
+    for (b = 1; b <= nb; b++) {
+        n = 0
+        for (key in this) {
+            split(key, part, SUBSEP)
+            if (kind != "tcp" && part[1] == names[b] && (key in tcp) && tcp[key] != 0)
+                list[++n] = this[key] / tcp[key]
+        }
+        line = line sprintf(" %15s", show(median(list, n)))
+        delete list
+    }
+    print line
+}'
+
+summarize_transports() {
+    local entry label metrics metric kind kinds broker header
+    echo
+    echo "TRANSPORTS: one configuration file with four listeners for both brokers" \
+        "(large_<publisher>_<subscriber>: 200000-byte messages in 6 parts, times in ms)"
+    echo "mqttd/X = median over rounds of mqttd/X; B/tcp = median over rounds of broker B's" \
+        "figure over this transport / over tcp"
+    header=$(printf '%-10s %-6s %-7s' scenario trans metric)
+    for broker in "${BROKERS[@]}"; do header+=$(printf ' %15s' "$broker"); done
+    for broker in "${BROKERS[@]}"; do
+        [[ $broker == mqttd ]] || header+=$(printf ' %15s' "mqttd/${broker#mqttd-}")
+    done
+    for broker in "${BROKERS[@]}"; do header+=$(printf ' %15s' "${broker#mqttd-}/tcp"); done
+    echo "$header"
+    for entry in "${TRANSPORT_SCENARIOS[@]}" "$LARGE_SCENARIO"; do
+        IFS='|' read -r label _ metrics <<<"$entry"
+        if [[ $label == large ]]; then kinds=("${LARGE_KINDS[@]}"); else kinds=("${TRANSPORT_KINDS[@]}"); fi
+        for kind in "${kinds[@]}"; do
+            wanted "${label}_$kind" || continue
+            for metric in $metrics; do
+                awk -v base="$label" -v kind="$kind" -v metric="$metric" \
+                    -v brokers="${BROKERS[*]}" "$TRANSPORT_AWK" "$RESULTS"
+            done
+        done
+    done
+    if [[ " ${TRANSPORT_BROKERS[*]} " != *" mqttd "* ]]; then
+        echo "  (mqttd refused the transports configuration: see the log line at the start)"
+    fi
+}
+
 summarize_durable() {
     local entry label metrics broker header
     echo
@@ -510,6 +823,9 @@ summarize() {
     fi
     if any_durable_wanted; then
         summarize_durable
+    fi
+    if any_transport_wanted; then
+        summarize_transports
     fi
     local failed
     failed=$(grep -c FAILED "$RESULTS" || true)
