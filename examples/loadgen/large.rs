@@ -82,6 +82,7 @@ pub fn run(options: &Options, endpoints: &Endpoints) -> Result<String, Fail> {
         Ok::<_, Fail>(sent)
     })?;
     client::send(&mut publisher, &Packet::Disconnect, &pub_name)?;
+    let _ = publisher.close();
     let p = accounting::percentiles(&mut times_ns)
         .ok_or_else(|| Fail::Protocol("no message was timed".into()))?;
     let min_ms = times_ns.first().map_or(0.0, |&ns| ns as f64 / 1e6);
@@ -180,7 +181,9 @@ fn receive_all(
             return Ok(()); // The publisher gave up; its error is reported.
         }
     }
-    client::send(&mut stream, &Packet::Disconnect, name)
+    client::send(&mut stream, &Packet::Disconnect, name)?;
+    let _ = stream.close();
+    Ok(())
 }
 
 /// A PUBLISH with the whole payload and a stamp: returns its sequence number.

@@ -75,7 +75,7 @@ use std::time::Duration;
 use fail::Fail;
 use flow::{Endpoints, Plan};
 use options::{Options, Scenario, USAGE};
-use transport::{Connector, Kind};
+use transport::{Acceptor, Connector, Kind};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -108,7 +108,13 @@ fn run(options: &Options) -> Result<Option<String>, Fail> {
     let name = options.scenario.name();
     match options.scenario {
         Scenario::Relay => {
-            relay::run(options.addr, Duration::from_secs_f64(options.secs))?;
+            let files = options.certfile.as_deref().zip(options.keyfile.as_deref());
+            let acceptor = Acceptor::new(options.transport, files)?;
+            relay::run(
+                options.addr,
+                Duration::from_secs_f64(options.secs),
+                &acceptor,
+            )?;
             Ok(None)
         }
         Scenario::Conns => {

@@ -23,7 +23,8 @@ Scenarios (each prints one RESULT line on stdout):
            --broker-pid PID   connection (from /proc/PID/status), then one message to each
            --probe M          of M (1000) of them, all of which must arrive
   relay                       a trivial broker on --port, to measure this tool's own ceiling;
-                              it exits by itself after --secs (600)
+                              it exits by itself after --secs (600); with --transport
+                              tls/ws/wss it serves that (--certfile, --keyfile for TLS)
   store    --sessions N       N (1000) persistent sessions (Clean Session 0), session i
            --messages M       subscribed at QoS 1 to store/i, disconnect; then M (100) QoS 1
                               messages to each topic, every PUBACK awaited: N x M messages
@@ -59,7 +60,8 @@ Transports (pair, fanin, fanout, qos1, qos2, latency, large; the others use tcp)
                   certificate must be valid for the name localhost
   --ws-path P     ws, wss: the path of the HTTP upgrade request (/mqtt)
   --sub-port N    subscribers connect to this port instead (another listener)
-  --sub-transport T  and over this transport (default: --transport)";
+  --sub-transport T  and over this transport (default: --transport)
+  --certfile PATH, --keyfile PATH  relay --transport tls|wss: its certificate and key (PEM)";
 
 /// The scenarios, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +152,9 @@ pub struct Options {
     pub ws_path: String,
     /// `large`: how many writes (WebSocket messages) each PUBLISH is cut into.
     pub parts: usize,
+    /// `relay` over tls or wss: its certificate chain and key.
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
 }
 
 /// What was given on the command line, before the scenario's defaults apply.
@@ -180,6 +185,8 @@ struct Given {
     cafile: Option<PathBuf>,
     ws_path: Option<String>,
     parts: Option<usize>,
+    certfile: Option<PathBuf>,
+    keyfile: Option<PathBuf>,
 }
 
 /// Parses the arguments after the program name; `Ok(None)` means "print the help".
@@ -236,6 +243,8 @@ fn parse_options(args: &[String]) -> Result<Given, Fail> {
             "--cafile" => given.cafile = Some(PathBuf::from(value)),
             "--ws-path" => given.ws_path = Some(value.clone()),
             "--parts" => given.parts = Some(number(flag, value)?),
+            "--certfile" => given.certfile = Some(PathBuf::from(value)),
+            "--keyfile" => given.keyfile = Some(PathBuf::from(value)),
             _ => return Err(Fail::Usage(format!("unknown option {flag}"))),
         }
     }
@@ -329,6 +338,8 @@ fn resolve(scenario: Scenario, given: Given) -> Result<Options, Fail> {
         cafile: given.cafile,
         ws_path: given.ws_path.unwrap_or_else(|| "/mqtt".to_owned()),
         parts: given.parts.unwrap_or(6),
+        certfile: given.certfile,
+        keyfile: given.keyfile,
     };
     check(&options)?;
     check_transport(&options)?;
@@ -347,13 +358,19 @@ fn check_transport(options: &Options) -> Result<(), Fail> {
     let plain = kinds.iter().all(|&k| k == Kind::Tcp) && options.sub_addr == options.addr;
     let tcp_only = matches!(
         options.scenario,
-        Scenario::Conns | Scenario::Relay | Scenario::Store | Scenario::Resume
+        Scenario::Conns | Scenario::Store | Scenario::Resume
     );
     if tcp_only && !plain {
         return Err(Fail::Usage(format!(
             "{} uses plain TCP on --port only (no --transport, --sub-port or --sub-transport)",
             options.scenario.name()
         )));
+    }
+    if options.scenario == Scenario::Relay {
+        return check_relay_transport(options);
+    }
+    if options.certfile.is_some() || options.keyfile.is_some() {
+        return Err(Fail::Usage("--certfile and --keyfile are for relay".into()));
     }
     let tls = kinds.iter().any(|k| k.uses_tls());
     match (tls, &options.cafile) {
@@ -368,6 +385,28 @@ fn check_transport(options: &Options) -> Result<(), Fail> {
                 "--ws-path must start with / and hold no spaces".into(),
             ))
         }
+        _ => Ok(()),
+    }
+}
+
+/// The relay serves one transport on one port, with its own certificate for TLS.
+fn check_relay_transport(options: &Options) -> Result<(), Fail> {
+    if options.sub_addr != options.addr
+        || options.sub_transport != options.transport
+        || options.cafile.is_some()
+    {
+        return Err(Fail::Usage(
+            "relay takes --transport (and --certfile, --keyfile), not --sub-port, --sub-transport or --cafile".into(),
+        ));
+    }
+    let tls = options.transport.uses_tls();
+    match (tls, options.certfile.is_some() && options.keyfile.is_some()) {
+        (true, false) => Err(Fail::Usage(
+            "relay --transport tls|wss needs --certfile and --keyfile".into(),
+        )),
+        (false, _) if options.certfile.is_some() || options.keyfile.is_some() => Err(Fail::Usage(
+            "--certfile and --keyfile are only for tls and wss".into(),
+        )),
         _ => Ok(()),
     }
 }
@@ -500,6 +539,12 @@ mod tests {
             (Kind::Wss, Kind::Tcp)
         );
         assert_eq!(mixed.sub_addr.port(), 1883);
+        let relay = parse(&args(
+            "relay --transport wss --certfile c.pem --keyfile k.pem",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(relay.transport, Kind::Wss);
         assert_eq!(
             (mixed.payload, mixed.parts, mixed.messages),
             (200_000, 6, 20)
@@ -515,6 +560,9 @@ mod tests {
             "pair --transport ws --ws-path mqtt",
             "conns --transport ws",
             "store --sub-port 1884",
+            "relay --transport tls", // no certificate
+            "relay --transport ws --sub-port 1884",
+            "pair --certfile c.pem --keyfile k.pem", // a server's files
             "pair --payload 200000",
         ] {
             assert!(parse(&args(line)).is_err(), "{line}");

@@ -385,6 +385,7 @@ pub fn run(
         // Best effort: a broker that already closed the connection changes no figure.
         Packet::Disconnect.encode(publisher.link.output.bytes_mut());
         let _ = publisher.link.flush();
+        let _ = publisher.link.stream.close();
     }
     Ok(publishers.iter().map(Publisher::report).collect())
 }

@@ -7,6 +7,12 @@
 //! `loadgen pair --pairs 8` reaches against it is the load generator's own ceiling on this
 //! machine; a real broker measured far below it is measured fairly.
 //!
+//! With `--transport tls`, `ws` or `wss` it serves that transport instead, through the
+//! same `transport` layers as the load generator's clients (the server's side of them), so
+//! that the ceiling over TLS and WebSockets can be measured too. Each connection's TLS
+//! handshake and upgrade are done blocking, as it is accepted: the loop waits meanwhile,
+//! which only costs time while the clients connect, before anything is measured.
+//!
 //! Simplified on purpose, and not a broker: no sessions, no retained messages, no wills,
 //! no QoS 2, no limits (a subscriber that stops reading makes its buffer grow: the load
 //! generator's windows are what keep it small), no validation beyond the codec's. Topic
@@ -17,7 +23,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpListener;
+use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token};
 use mqttd::codec::{
     Connack, ConnectReturnCode, Packet, PacketType, QoS, Suback, SubscribeReturnCode,
@@ -25,13 +31,17 @@ use mqttd::codec::{
 
 use crate::buffers::{Link, OutBuf};
 use crate::fail::Fail;
+use crate::transport::{Acceptor, MioStream};
 use crate::wire::{self, RawFrame, MAX_PACKET};
 
 /// Connections use their index as token; the listener takes the one index never used.
 const LISTENER: Token = Token(usize::MAX);
 
-/// Runs the relay on `addr` until `lifetime` has passed.
-pub fn run(addr: SocketAddr, lifetime: Duration) -> Result<(), Fail> {
+/// How long a client may take over its TLS handshake or WebSocket upgrade.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the relay on `addr` until `lifetime` has passed, serving `acceptor`'s transport.
+pub fn run(addr: SocketAddr, lifetime: Duration, acceptor: &Acceptor) -> Result<(), Fail> {
     let mut listener = TcpListener::bind(addr).map_err(Fail::io(format!("relay: bind {addr}")))?;
     let mut poll = Poll::new().map_err(Fail::io("create poll"))?;
     poll.registry()
@@ -41,7 +51,8 @@ pub fn run(addr: SocketAddr, lifetime: Duration) -> Result<(), Fail> {
     let mut events = Events::with_capacity(1024);
     let stop_at = Instant::now() + lifetime;
     eprintln!(
-        "relay: listening on {addr} for {:.0} s",
+        "relay: listening on {addr} ({}) for {:.0} s",
+        acceptor.kind(),
         lifetime.as_secs_f64()
     );
     while Instant::now() < stop_at {
@@ -52,7 +63,7 @@ pub fn run(addr: SocketAddr, lifetime: Duration) -> Result<(), Fail> {
         }
         for event in events.iter() {
             if event.token() == LISTENER {
-                relay.accept_all(&listener, poll.registry());
+                relay.accept_all(&listener, poll.registry(), acceptor);
             } else {
                 relay.on_event(event);
             }
@@ -69,10 +80,25 @@ pub fn run(addr: SocketAddr, lifetime: Duration) -> Result<(), Fail> {
     Ok(())
 }
 
+/// An accepted connection made ready: TCP_NODELAY, then the transport's handshakes,
+/// blocking with a timeout, then back to non-blocking for the loop.
+fn set_up(stream: TcpStream, acceptor: &Acceptor) -> Result<MioStream, Fail> {
+    let socket = std::net::TcpStream::from(stream);
+    socket
+        .set_nodelay(true)
+        .and_then(|()| socket.set_nonblocking(false))
+        .and_then(|()| socket.set_read_timeout(Some(HANDSHAKE_TIMEOUT)))
+        .map_err(Fail::io("set up the socket"))?;
+    acceptor
+        .establish(socket)?
+        .into_mio()
+        .map_err(Fail::io("set non-blocking"))
+}
+
 #[derive(Default)]
 struct Relay {
     /// Indexed by token. A closed connection leaves `None`; tokens are never reused.
-    conns: Vec<Option<Link>>,
+    conns: Vec<Option<Link<MioStream>>>,
     routes: Routes,
     /// Connections given bytes since the last flush.
     dirty: Vec<usize>,
@@ -81,9 +107,9 @@ struct Relay {
 }
 
 impl Relay {
-    fn accept_all(&mut self, listener: &TcpListener, registry: &Registry) {
+    fn accept_all(&mut self, listener: &TcpListener, registry: &Registry, acceptor: &Acceptor) {
         loop {
-            let mut stream = match listener.accept() {
+            let stream = match listener.accept() {
                 Ok((stream, _peer)) => stream,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -93,11 +119,18 @@ impl Relay {
                 }
             };
             let token = Token(self.conns.len());
-            let registered = stream.set_nodelay(true).and_then(|()| {
-                registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            let registered = set_up(stream, acceptor).and_then(|mut stream| {
+                registry
+                    .register(
+                        stream.socket_mut(),
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .map_err(Fail::io("register with poll"))?;
+                Ok(stream)
             });
             match registered {
-                Ok(()) => self.conns.push(Some(Link::new(stream, MAX_PACKET))),
+                Ok(stream) => self.conns.push(Some(Link::new(stream, MAX_PACKET))),
                 Err(e) => eprintln!("relay: set up a connection: {e}"),
             }
         }
@@ -122,7 +155,7 @@ impl Relay {
     }
 
     /// Reads and handles every packet available; returns false when the client left.
-    fn serve(&mut self, index: usize, link: &mut Link) -> Result<bool, Fail> {
+    fn serve(&mut self, index: usize, link: &mut Link<MioStream>) -> Result<bool, Fail> {
         if link.readable {
             let mut leaving = false;
             let output = &mut link.output;

@@ -271,6 +271,7 @@ pub fn run(
         // Best effort, as for the publishers.
         Packet::Disconnect.encode(subscriber.link.output.bytes_mut());
         let _ = subscriber.link.flush();
+        let _ = subscriber.link.stream.close();
     }
     Ok(subscribers.into_iter().map(|s| s.report(shared)).collect())
 }

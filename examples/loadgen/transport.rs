@@ -23,6 +23,11 @@
 //! Setting up (the TLS handshake, the HTTP upgrade) is done blocking, with the socket's
 //! read timeout, before the socket goes to mio, like CONNECT and SUBSCRIBE in `client`.
 //!
+//! The same layers serve the other side of the connection in `relay`, the trivial broker
+//! that measures this tool's ceiling: an [`Acceptor`] runs the server's half of the TLS
+//! handshake and of the upgrade, and its WebSocket frames go out unmasked and come in
+//! masked ([`Role`]).
+//!
 //! **The event loops' two rules hold through every layer.** mio is edge-triggered, so a
 //! reader must read until `WouldBlock` (see `buffers`). A [`Stream`] returns `WouldBlock`
 //! from `read` only when the socket itself did, never while a layer still holds bytes
@@ -44,8 +49,10 @@ use std::sync::{Arc, OnceLock};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
+};
 use sha1::{Digest, Sha1};
 
 use crate::fail::Fail;
@@ -160,7 +167,7 @@ impl Connector {
         let mut pipe = Pipe { socket, tls: None };
         if let Some(config) = &self.tls {
             let tls = self.tls_handshake(&mut pipe.socket, config, client_id)?;
-            pipe.tls = Some(Box::new(tls));
+            pipe.tls = Some(Box::new(Connection::Client(tls)));
         }
         let ws = match self.kind.uses_websocket() {
             true => Some(
@@ -199,6 +206,15 @@ impl Connector {
     }
 }
 
+/// The crypto provider, ring: the only one this project builds rustls with.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    // rustls 0.23.48 marks ring's provider deprecated because ring has no post-quantum
+    // key exchange; this tool measures brokers on loopback with a throw-away CA, and the
+    // project builds rustls with ring alone (`cargo tree -e normal,dev | grep -i aws` is empty).
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
 /// rustls's client settings: the certificates in `cafile` (PEM) are the only ones trusted,
 /// and the only crypto provider is ring.
 pub fn tls_config(cafile: &Path) -> Result<Arc<ClientConfig>, Fail> {
@@ -210,16 +226,80 @@ pub fn tls_config(cafile: &Path) -> Result<Arc<ClientConfig>, Fail> {
     if roots.is_empty() {
         return Err(bad(&"no certificate in it"));
     }
-    // rustls 0.23.48 marks ring's provider deprecated because ring has no post-quantum
-    // key exchange; this tool measures brokers on loopback with a throw-away CA, and the
-    // project builds rustls with ring alone (`cargo tree -e normal,dev | grep -i aws` is empty).
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(&e))?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The relay's side: what a server needs to accept connections of one transport.
+#[derive(Debug, Clone)]
+pub struct Acceptor {
+    kind: Kind,
+    /// For `tls` and `wss`: the certificate chain and key (`--certfile`, `--keyfile`).
+    tls: Option<Arc<ServerConfig>>,
+}
+
+impl Acceptor {
+    /// Plain TCP, or `kind` with the certificate and key in these PEM files.
+    pub fn new(kind: Kind, cert_and_key: Option<(&Path, &Path)>) -> Result<Acceptor, Fail> {
+        let tls = match (kind.uses_tls(), cert_and_key) {
+            (true, Some((cert, key))) => Some(server_tls_config(cert, key)?),
+            (true, None) => {
+                return Err(Fail::Usage(format!(
+                    "relay --transport {kind} needs --certfile and --keyfile"
+                )))
+            }
+            (false, _) => None,
+        };
+        Ok(Acceptor { kind, tls })
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The server's half of the TLS handshake and of the WebSocket upgrade, blocking.
+    pub fn establish(
+        &self,
+        socket: std::net::TcpStream,
+    ) -> Result<Stream<std::net::TcpStream>, Fail> {
+        let mut pipe = Pipe { socket, tls: None };
+        if let Some(config) = &self.tls {
+            let mut tls = ServerConnection::new(Arc::clone(config))
+                .map_err(|e| Fail::Protocol(format!("TLS: {e}")))?;
+            while tls.is_handshaking() {
+                tls.complete_io(&mut pipe.socket)
+                    .map_err(Fail::io("TLS handshake (server)"))?;
+            }
+            pipe.tls = Some(Box::new(Connection::Server(tls)));
+        }
+        let ws = match self.kind.uses_websocket() {
+            true => {
+                Some(accept_upgrade(&mut pipe).map_err(Fail::io("WebSocket upgrade (server)"))?)
+            }
+            false => None,
+        };
+        Ok(Stream { pipe, ws })
+    }
+}
+
+/// rustls's server settings: one certificate chain and its key, ring as provider.
+fn server_tls_config(certfile: &Path, keyfile: &Path) -> Result<Arc<ServerConfig>, Fail> {
+    let bad = |path: &Path, e: &dyn fmt::Display| Fail::Usage(format!("{}: {e}", path.display()));
+    let chain = CertificateDer::pem_file_iter(certfile)
+        .map_err(|e| bad(certfile, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(certfile, &e))?;
+    let key = PrivateKeyDer::from_pem_file(keyfile).map_err(|e| bad(keyfile, &e))?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(certfile, &e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| bad(keyfile, &e))?;
     Ok(Arc::new(config))
 }
 
@@ -261,6 +341,24 @@ impl Stream<std::net::TcpStream> {
     }
 }
 
+impl<S: Read + Write> Stream<S> {
+    /// Says goodbye at each layer, as a polite client does after its DISCONNECT: a
+    /// WebSocket close frame (1000, normal closure, §7.4.1) and TLS's close_notify, so
+    /// that the broker sees a clean end and not a truncated stream. Best effort: what the
+    /// socket does not take now goes when the connection is dropped, or not at all.
+    pub fn close(&mut self) -> io::Result<()> {
+        if let Some(ws) = &mut self.ws {
+            let mask = ws.next_mask();
+            encode_frame(&mut ws.out, OP_CLOSE, mask, &1000u16.to_be_bytes());
+            ws.push(&mut self.pipe)?;
+        }
+        if let Some(tls) = &mut self.pipe.tls {
+            tls.send_close_notify();
+        }
+        self.pipe.flush()
+    }
+}
+
 impl<S: Read + Write> Read for Stream<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.ws {
@@ -287,11 +385,12 @@ impl<S: Read + Write> Write for Stream<S> {
     }
 }
 
-/// The byte pipe under the WebSocket layer: the socket, through TLS when there is TLS.
+/// The byte pipe under the WebSocket layer: the socket, through TLS when there is TLS
+/// (the client's side of it, or in `relay` the server's).
 #[derive(Debug)]
 struct Pipe<S> {
     socket: S,
-    tls: Option<Box<ClientConnection>>,
+    tls: Option<Box<Connection>>,
 }
 
 impl<S> Pipe<S> {
@@ -347,7 +446,7 @@ impl<S: Read + Write> Write for Pipe<S> {
 }
 
 /// Writes rustls's pending records until there are none or the socket is full.
-fn write_records<S: Write>(tls: &mut ClientConnection, socket: &mut S) -> io::Result<()> {
+fn write_records<S: Write>(tls: &mut Connection, socket: &mut S) -> io::Result<()> {
     while tls.wants_write() {
         if tls.write_tls(socket)? == 0 {
             return Err(ErrorKind::WriteZero.into());
@@ -365,7 +464,7 @@ fn would_block_is_fine(e: io::Error) -> io::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------
-// WebSocket (RFC 6455), the client's side.
+// WebSocket (RFC 6455): the client's side, and the server's for `relay`.
 
 /// The GUID that RFC 6455 §1.3 appends to the key before hashing it.
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -385,22 +484,35 @@ const MASK: u8 = 0x80;
 /// Payload lengths in byte 2 that say "the length follows in 2 (126) or 8 (127) bytes".
 const LEN_16: u8 = 126;
 const LEN_64: u8 = 127;
-/// The longest HTTP response to the upgrade request that we read.
-const MAX_RESPONSE: usize = 8 * 1024;
+/// The longest HTTP request or response head of the upgrade that we read.
+const MAX_HEAD: usize = 8 * 1024;
 /// The read buffer under the framing: payload bytes leave it as soon as they arrive, so it
 /// only ever has to hold a frame header and a control frame (at most 14 + 125 bytes).
 const RAW_CAPACITY: usize = 64 * 1024;
 
+/// Which end of the WebSocket this is. [RFC 6455 §5.1] a client masks every frame it
+/// sends and a server none, and each closes the connection on a frame masked the wrong way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Client,
+    Server,
+}
+
 /// A WebSocket connection's framing state: what came from below and is not unwrapped yet,
 /// and frames made but not yet handed below.
 struct WebSocket {
+    role: Role,
     /// Bytes read from the pipe; `raw[start..end]` are not taken yet.
     raw: Box<[u8]>,
     start: usize,
     end: usize,
     /// Payload bytes of the current data frame still to come (in `raw` or below).
     payload_left: u64,
-    /// Frames (data, and pongs to the server's pings) not yet written below.
+    /// The current data frame's masking key (frames from a client), and how many of its
+    /// payload bytes have been unmasked: byte i is XORed with key byte i mod 4.
+    mask: Option<[u8; 4]>,
+    unmasked: u64,
+    /// Frames (data, and pongs to the peer's pings) not yet written below.
     out: Vec<u8>,
     out_written: usize,
     keys: MaskKeys,
@@ -409,6 +521,7 @@ struct WebSocket {
 impl fmt::Debug for WebSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocket")
+            .field("role", &self.role)
             .field("unread", &(self.end - self.start))
             .field("payload_left", &self.payload_left)
             .field("unwritten", &(self.out.len() - self.out_written))
@@ -422,19 +535,24 @@ struct Header {
     fin: bool,
     opcode: u8,
     len: u64,
-    /// Bytes of the header itself (2 to 10: servers send no masking key).
+    /// The masking key, on frames from a client.
+    mask: Option<[u8; 4]>,
+    /// Bytes of the header itself, masking key included (2 to 14).
     header_len: usize,
 }
 
 impl WebSocket {
-    fn new(keys: MaskKeys, leftover: &[u8]) -> WebSocket {
+    fn new(role: Role, keys: MaskKeys, leftover: &[u8]) -> WebSocket {
         let mut raw = vec![0; RAW_CAPACITY].into_boxed_slice();
         raw[..leftover.len()].copy_from_slice(leftover);
         WebSocket {
+            role,
             raw,
             start: 0,
             end: leftover.len(),
             payload_left: 0,
+            mask: None,
+            unmasked: 0,
             out: Vec::new(),
             out_written: 0,
             keys,
@@ -445,12 +563,17 @@ impl WebSocket {
         self.out_written < self.out.len()
     }
 
+    /// A fresh masking key for a client's frame; none for a server's.
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        (self.role == Role::Client).then(|| self.keys.next_key())
+    }
+
     /// Wraps all of `buf` in one binary frame. If frames from before could not all be
     /// written, nothing is taken: `WouldBlock`, as a full socket would say.
     fn write<S: Read + Write>(&mut self, pipe: &mut Pipe<S>, buf: &[u8]) -> io::Result<usize> {
         self.push(pipe)?;
-        let key = self.keys.next_key();
-        encode_frame(&mut self.out, OP_BINARY, key, buf);
+        let mask = self.next_mask();
+        encode_frame(&mut self.out, OP_BINARY, mask, buf);
         self.push(pipe).or_else(would_block_is_fine)?;
         Ok(buf.len())
     }
@@ -494,6 +617,10 @@ impl WebSocket {
             .min(available)
             .min(buf.len());
         buf[..n].copy_from_slice(&self.raw[self.start..self.start + n]);
+        if let Some(key) = self.mask {
+            apply_mask(&mut buf[..n], key, self.unmasked);
+            self.unmasked += n as u64;
+        }
         self.start += n;
         self.payload_left -= n as u64;
         n
@@ -513,7 +640,7 @@ impl WebSocket {
 
     /// Takes the frame header at the front of `raw`, and a control frame whole.
     fn next_frame(&mut self) -> io::Result<Next> {
-        let Some(header) = parse_header(&self.raw[self.start..self.end])? else {
+        let Some(header) = parse_header(&self.raw[self.start..self.end], self.role)? else {
             return Ok(Next::NeedMore);
         };
         match header.opcode {
@@ -522,6 +649,8 @@ impl WebSocket {
             OP_BINARY | OP_CONTINUATION => {
                 self.start += header.header_len;
                 self.payload_left = header.len;
+                self.mask = header.mask;
+                self.unmasked = 0;
                 Ok(Next::Data)
             }
             OP_PING | OP_PONG | OP_CLOSE => self.control(header),
@@ -541,10 +670,13 @@ impl WebSocket {
         if self.end - self.start < total {
             return Ok(Next::NeedMore);
         }
-        let body = self.start + header.header_len..self.start + total;
         if header.opcode == OP_PING {
-            let key = self.keys.next_key();
-            encode_frame(&mut self.out, OP_PONG, key, &self.raw[body]);
+            let mut body = self.raw[self.start + header.header_len..self.start + total].to_vec();
+            if let Some(key) = header.mask {
+                apply_mask(&mut body, key, 0);
+            }
+            let mask = self.next_mask();
+            encode_frame(&mut self.out, OP_PONG, mask, &body);
         }
         self.start += total;
         match header.opcode {
@@ -559,7 +691,7 @@ impl WebSocket {
 enum Next {
     /// A frame was taken; look again.
     Data,
-    /// The server closed the WebSocket.
+    /// The peer closed the WebSocket.
     Closed,
     /// Not a whole header (or control frame) yet.
     NeedMore,
@@ -569,8 +701,9 @@ fn invalid(what: &str) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, format!("WebSocket: {what}"))
 }
 
-/// Reads a server's frame header, or `None` if `bytes` holds only part of one.
-fn parse_header(bytes: &[u8]) -> io::Result<Option<Header>> {
+/// Reads the peer's frame header, or `None` if `bytes` holds only part of one. `role` is
+/// ours: a client expects unmasked frames, a server masked ones.
+fn parse_header(bytes: &[u8], role: Role) -> io::Result<Option<Header>> {
     let (Some(&byte1), Some(&byte2)) = (bytes.first(), bytes.get(1)) else {
         return Ok(None);
     };
@@ -579,11 +712,13 @@ fn parse_header(bytes: &[u8]) -> io::Result<Option<Header>> {
             "reserved bits set, but no extension was negotiated",
         ));
     }
-    // [RFC 6455 §5.1] a client closes the connection if a server's frame is masked.
-    if byte2 & MASK != 0 {
-        return Err(invalid("a masked frame from the server"));
+    // [RFC 6455 §5.1] frames from a server are never masked, frames from a client always.
+    match (role, byte2 & MASK != 0) {
+        (Role::Client, true) => return Err(invalid("a masked frame from the server")),
+        (Role::Server, false) => return Err(invalid("an unmasked frame from the client")),
+        _ => {}
     }
-    let (len, header_len) = match byte2 & !MASK {
+    let (len, at) = match byte2 & !MASK {
         LEN_16 => match bytes.get(2..4) {
             Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
             None => return Ok(None),
@@ -594,34 +729,57 @@ fn parse_header(bytes: &[u8]) -> io::Result<Option<Header>> {
         },
         short => (u64::from(short), 2),
     };
+    let (mask, header_len) = match role {
+        Role::Client => (None, at),
+        Role::Server => match bytes
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        {
+            Some(key) => (Some(key), at + 4),
+            None => return Ok(None),
+        },
+    };
     Ok(Some(Header {
         fin: byte1 & FIN != 0,
         opcode: byte1 & 0x0F,
         len,
+        mask,
         header_len,
     }))
 }
 
-/// Appends one whole (FIN) frame from the client: header, masking key, masked payload.
-fn encode_frame(out: &mut Vec<u8>, opcode: u8, key: [u8; 4], payload: &[u8]) {
+/// Appends one whole (FIN) frame: header, then the masking key and the masked payload
+/// (a client's frame) or the payload as it is (a server's).
+fn encode_frame(out: &mut Vec<u8>, opcode: u8, mask: Option<[u8; 4]>, payload: &[u8]) {
+    let mask_bit = if mask.is_some() { MASK } else { 0 };
     out.push(FIN | opcode);
     match payload.len() {
-        n if n < usize::from(LEN_16) => out.push(MASK | n as u8),
+        n if n < usize::from(LEN_16) => out.push(mask_bit | n as u8),
         n if n <= usize::from(u16::MAX) => {
-            out.push(MASK | LEN_16);
+            out.push(mask_bit | LEN_16);
             out.extend_from_slice(&(n as u16).to_be_bytes());
         }
         n => {
-            out.push(MASK | LEN_64);
+            out.push(mask_bit | LEN_64);
             out.extend_from_slice(&(n as u64).to_be_bytes());
         }
     }
-    out.extend_from_slice(&key);
+    if let Some(key) = mask {
+        out.extend_from_slice(&key);
+    }
     let start = out.len();
     out.extend_from_slice(payload);
-    // [RFC 6455 §5.3] byte i of the payload is XORed with byte i mod 4 of the key.
-    for (i, byte) in out[start..].iter_mut().enumerate() {
-        *byte ^= key[i & 3];
+    if let Some(key) = mask {
+        apply_mask(&mut out[start..], key, 0);
+    }
+}
+
+/// [RFC 6455 §5.3] byte i of a payload is XORed with byte i mod 4 of the key; `offset`
+/// is how far into the payload `bytes` starts. (Masking and unmasking are the same.)
+fn apply_mask(bytes: &mut [u8], key: [u8; 4], offset: u64) {
+    let shift = (offset % 4) as usize;
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte ^= key[(shift + i) & 3];
     }
 }
 
@@ -651,8 +809,9 @@ impl MaskKeys {
     }
 }
 
-/// The opening handshake (RFC 6455 §4.1): GET with Upgrade, asking for the subprotocol
-/// "mqtt" (MQTT 3.1.1 §6.0); the answer must be 101 with the right Sec-WebSocket-Accept.
+/// The client's opening handshake (RFC 6455 §4.1): GET with Upgrade, asking for the
+/// subprotocol "mqtt" (MQTT 3.1.1 §6.0); the answer must be 101 with the right
+/// Sec-WebSocket-Accept.
 fn upgrade<S: Read + Write>(
     pipe: &mut Pipe<S>,
     addr: SocketAddr,
@@ -671,14 +830,29 @@ fn upgrade<S: Read + Write>(
     );
     pipe.write_all(request.as_bytes())?;
     pipe.flush()?;
-    let (head, leftover) = read_response_head(pipe)?;
+    let (head, leftover) = read_head(pipe)?;
     check_response(&head, &key).map_err(|e| invalid(&e))?;
-    Ok(WebSocket::new(keys, &leftover))
+    Ok(WebSocket::new(Role::Client, keys, &leftover))
 }
 
-/// Reads until the blank line that ends the response's headers; returns them and
-/// whatever came after (the server may already have sent frames).
-fn read_response_head<R: Read>(pipe: &mut R) -> io::Result<(String, Vec<u8>)> {
+/// The server's side of the opening handshake (RFC 6455 §4.2), for `relay`: a GET that
+/// asks for an upgrade to WebSocket version 13 with the subprotocol mqtt gets its 101.
+fn accept_upgrade<S: Read + Write>(pipe: &mut Pipe<S>) -> io::Result<WebSocket> {
+    let (head, leftover) = read_head(pipe)?;
+    let key = check_request(&head).map_err(|e| invalid(&e))?;
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n",
+        accept_for(&key)
+    );
+    pipe.write_all(response.as_bytes())?;
+    pipe.flush()?;
+    Ok(WebSocket::new(Role::Server, MaskKeys::new(), &leftover))
+}
+
+/// Reads until the blank line that ends an HTTP head; returns it and whatever came
+/// after (the peer may already have sent frames).
+fn read_head<R: Read>(pipe: &mut R) -> io::Result<(String, Vec<u8>)> {
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 1024];
     loop {
@@ -686,46 +860,44 @@ fn read_response_head<R: Read>(pipe: &mut R) -> io::Result<(String, Vec<u8>)> {
             let rest = bytes.split_off(at + 4);
             return Ok((String::from_utf8_lossy(&bytes).into_owned(), rest));
         }
-        if bytes.len() > MAX_RESPONSE {
-            return Err(invalid("the upgrade response has no end of headers"));
+        if bytes.len() > MAX_HEAD {
+            return Err(invalid("the upgrade's HTTP head has no end"));
         }
         match pipe.read(&mut chunk)? {
-            0 => {
-                return Err(invalid(
-                    "the server closed the connection during the upgrade",
-                ))
-            }
+            0 => return Err(invalid("the peer closed the connection during the upgrade")),
             n => bytes.extend_from_slice(&chunk[..n]),
         }
     }
 }
 
+/// The value of header `name` (case-insensitive) in an HTTP head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Whether a comma-separated header holds `token` (case-insensitive).
+fn has_token(head: &str, name: &str, token: &str) -> bool {
+    header(head, name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
 /// Checks the server's answer to the upgrade request: status, headers and the accept
 /// value, which proves the server read our key (RFC 6455 §4.1, the client's checks).
 fn check_response(head: &str, key: &str) -> Result<(), String> {
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default();
+    let status = head.split("\r\n").next().unwrap_or_default();
     if status.split_whitespace().nth(1) != Some("101") {
         return Err(format!("the server answered {status:?}, not 101"));
     }
-    let header = |name: &str| {
-        head.split("\r\n").skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    };
-    if !header("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+    if !has_token(head, "Upgrade", "websocket") {
         return Err("no \"Upgrade: websocket\" in the 101 response".into());
     }
-    let connection = header("Connection").unwrap_or_default();
-    if !connection
-        .split(',')
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
-    {
-        return Err(format!("Connection: {connection:?} does not say Upgrade"));
+    if !has_token(head, "Connection", "upgrade") {
+        return Err("no \"Connection: Upgrade\" in the 101 response".into());
     }
     let expected = accept_for(key);
-    match header("Sec-WebSocket-Accept") {
+    match header(head, "Sec-WebSocket-Accept") {
         Some(accept) if accept == expected => {}
         other => {
             return Err(format!(
@@ -733,12 +905,31 @@ fn check_response(head: &str, key: &str) -> Result<(), String> {
             ))
         }
     }
-    match header("Sec-WebSocket-Protocol") {
+    match header(head, "Sec-WebSocket-Protocol") {
         Some("mqtt") => Ok(()),
         other => Err(format!(
             "Sec-WebSocket-Protocol {other:?}, expected \"mqtt\""
         )),
     }
+}
+
+/// Checks a client's upgrade request (RFC 6455 §4.2.1); returns its key.
+fn check_request(head: &str) -> Result<String, String> {
+    let request = head.split("\r\n").next().unwrap_or_default();
+    if !request.starts_with("GET ") {
+        return Err(format!("expected a GET, got {request:?}"));
+    }
+    let upgrade =
+        has_token(head, "Upgrade", "websocket") && has_token(head, "Connection", "upgrade");
+    if !upgrade || header(head, "Sec-WebSocket-Version") != Some("13") {
+        return Err("not a WebSocket version 13 upgrade request".into());
+    }
+    if !has_token(head, "Sec-WebSocket-Protocol", "mqtt") {
+        return Err("the request does not offer the subprotocol mqtt".into());
+    }
+    header(head, "Sec-WebSocket-Key")
+        .map(str::to_owned)
+        .ok_or_else(|| "no Sec-WebSocket-Key".into())
 }
 
 /// Sec-WebSocket-Accept for a key: base64 of the SHA-1 of the key and the GUID.
@@ -774,7 +965,7 @@ mod tests {
         ] {
             let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let mut out = Vec::new();
-            encode_frame(&mut out, OP_BINARY, key, &payload);
+            encode_frame(&mut out, OP_BINARY, Some(key), &payload);
             assert_eq!(out[0], FIN | OP_BINARY);
             assert_ne!(out[1] & MASK, 0, "client frames are masked");
             assert_eq!(&out[header..header + 4], &key);
@@ -787,48 +978,10 @@ mod tests {
         }
     }
 
-    /// A fake server's bytes: unmasked frames.
-    fn server_frame(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8]) {
-        out.push(if fin { FIN } else { 0 } | opcode);
-        match payload.len() {
-            n if n < 126 => out.push(n as u8),
-            n => {
-                out.push(LEN_16);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(payload);
-    }
-
-    /// Reads `wire` through the framing one byte at a time from below (every split of a
-    /// header or payload), collecting the MQTT bytes.
-    fn unwrap_bytewise(wire: &[u8]) -> (Vec<u8>, WebSocket) {
-        let mut ws = WebSocket::new(MaskKeys(7), &[]);
-        let mut pipe = Pipe {
-            socket: Trickle {
-                bytes: wire.to_vec(),
-                at: 0,
-                written: Vec::new(),
-            },
-            tls: None,
-        };
-        let mut got = Vec::new();
-        let mut buf = [0u8; 3];
-        loop {
-            match ws.read(&mut pipe, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) => panic!("{e}"),
-            }
-        }
-        (got, ws)
-    }
-
     /// A socket that gives one byte per read, then end of stream.
     struct Trickle {
         bytes: Vec<u8>,
         at: usize,
-        written: Vec<u8>,
     }
 
     impl Read for Trickle {
@@ -846,7 +999,6 @@ mod tests {
 
     impl Write for Trickle {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.written.extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -854,16 +1006,48 @@ mod tests {
         }
     }
 
-    #[test]
-    fn fragments_and_pings_between_them_give_back_the_byte_stream() {
-        let mqtt: Vec<u8> = (0..300).map(|i| (i * 7) as u8).collect();
+    /// Reads `wire` through the framing as `role`, one byte at a time from below (every
+    /// split of a header, key or payload), collecting the MQTT bytes.
+    fn unwrap_bytewise(wire: &[u8], role: Role) -> (Vec<u8>, WebSocket) {
+        let mut ws = WebSocket::new(role, MaskKeys(7), &[]);
+        let mut pipe = Pipe {
+            socket: Trickle {
+                bytes: wire.to_vec(),
+                at: 0,
+            },
+            tls: None,
+        };
+        let mut got = Vec::new();
+        let mut buf = [0u8; 3];
+        loop {
+            match ws.read(&mut pipe, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        (got, ws)
+    }
+
+    /// A fragmented message with a ping between its frames, then a whole one, as `mask`
+    /// says (a server's frames: None).
+    fn fragmented(mqtt: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
         let mut wire = Vec::new();
-        server_frame(&mut wire, false, OP_BINARY, &mqtt[..100]);
-        server_frame(&mut wire, true, OP_PING, b"hi");
-        server_frame(&mut wire, false, OP_CONTINUATION, &[]);
-        server_frame(&mut wire, true, OP_CONTINUATION, &mqtt[100..200]);
-        server_frame(&mut wire, true, OP_BINARY, &mqtt[200..]);
-        let (got, ws) = unwrap_bytewise(&wire);
+        encode_frame(&mut wire, OP_BINARY, mask, &mqtt[..100]);
+        wire[0] &= !FIN; // more frames of this message follow
+        encode_frame(&mut wire, OP_PING, mask, b"hi");
+        let at = wire.len();
+        encode_frame(&mut wire, OP_CONTINUATION, mask, &[]);
+        wire[at] &= !FIN;
+        encode_frame(&mut wire, OP_CONTINUATION, mask, &mqtt[100..200]);
+        encode_frame(&mut wire, OP_BINARY, mask, &mqtt[200..]);
+        wire
+    }
+
+    #[test]
+    fn a_client_unwraps_fragments_and_answers_pings_with_masked_pongs() {
+        let mqtt: Vec<u8> = (0..300).map(|i| (i * 7) as u8).collect();
+        let (got, ws) = unwrap_bytewise(&fragmented(&mqtt, None), Role::Client);
         assert_eq!(got, mqtt);
         // The ping's answer waits in `out`: a masked pong with the same two bytes.
         assert_eq!(ws.out[0], FIN | OP_PONG);
@@ -873,14 +1057,23 @@ mod tests {
     }
 
     #[test]
+    fn a_server_unmasks_client_frames_and_answers_pings_unmasked() {
+        let mqtt: Vec<u8> = (0..300).map(|i| (i * 11) as u8).collect();
+        let wire = fragmented(&mqtt, Some([0xA1, 0xB2, 0xC3, 0xD4]));
+        let (got, ws) = unwrap_bytewise(&wire, Role::Server);
+        assert_eq!(got, mqtt);
+        assert_eq!(ws.out, [FIN | OP_PONG, 2, b'h', b'i']);
+    }
+
+    #[test]
     fn a_close_frame_ends_the_stream_and_text_is_refused() {
         let mut wire = Vec::new();
-        server_frame(&mut wire, true, OP_BINARY, b"ab");
-        server_frame(&mut wire, true, OP_CLOSE, &[0x03, 0xE8]);
-        server_frame(&mut wire, true, OP_BINARY, b"never");
-        assert_eq!(unwrap_bytewise(&wire).0, b"ab");
+        encode_frame(&mut wire, OP_BINARY, None, b"ab");
+        encode_frame(&mut wire, OP_CLOSE, None, &[0x03, 0xE8]);
+        encode_frame(&mut wire, OP_BINARY, None, b"never");
+        assert_eq!(unwrap_bytewise(&wire, Role::Client).0, b"ab");
 
-        let mut ws = WebSocket::new(MaskKeys(7), &[FIN | OP_TEXT, 1, b'x']);
+        let mut ws = WebSocket::new(Role::Client, MaskKeys(7), &[FIN | OP_TEXT, 1, b'x']);
         let mut pipe = Pipe {
             socket: io::Cursor::new(Vec::new()),
             tls: None,
@@ -889,10 +1082,19 @@ mod tests {
     }
 
     #[test]
-    fn masked_server_frames_and_reserved_bits_are_refused() {
-        assert!(parse_header(&[FIN | OP_BINARY, MASK | 1]).is_err());
-        assert!(parse_header(&[FIN | 0x40 | OP_BINARY, 1]).is_err());
-        assert_eq!(parse_header(&[FIN | OP_BINARY, LEN_16, 1]).unwrap(), None);
+    fn frames_masked_the_wrong_way_and_reserved_bits_are_refused() {
+        assert!(parse_header(&[FIN | OP_BINARY, MASK | 1], Role::Client).is_err());
+        assert!(parse_header(&[FIN | OP_BINARY, 1], Role::Server).is_err());
+        assert!(parse_header(&[FIN | 0x40 | OP_BINARY, 1], Role::Client).is_err());
+        assert_eq!(
+            parse_header(&[FIN | OP_BINARY, LEN_16, 1], Role::Client).unwrap(),
+            None
+        );
+        // A client's header is whole only with its four-byte key.
+        assert_eq!(
+            parse_header(&[FIN | OP_BINARY, MASK | 1, 9, 9, 9], Role::Server).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -908,5 +1110,16 @@ mod tests {
         let no_protocol = good.replace("Sec-WebSocket-Protocol: mqtt\r\n", "");
         assert!(check_response(&no_protocol, key).is_err());
         assert!(check_response("HTTP/1.1 404 Not Found\r\n\r\n", key).is_err());
+    }
+
+    #[test]
+    fn the_upgrade_request_is_checked() {
+        let good = "GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                    Connection: Upgrade\r\nSec-WebSocket-Key: abc==\r\n\
+                    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqttv3.1, mqtt\r\n\r\n";
+        assert_eq!(check_request(good), Ok("abc==".to_owned()));
+        assert!(check_request(&good.replace("mqttv3.1, mqtt", "mqttv3.1")).is_err());
+        assert!(check_request(&good.replace("Version: 13", "Version: 8")).is_err());
+        assert!(check_request(&good.replace("GET", "POST")).is_err());
     }
 }
