@@ -122,9 +122,14 @@ declare -A TRANSPORT_ARGS=(
     [ws]="--transport ws --port @WS@"
     [wss]="--transport wss --port @WSS@ --cafile @CA@"
 )
+# The load generator's ceiling over each transport: pair8 against `loadgen relay
+# --transport T` (relay_pair8_T), with the test certificate for tls and wss.
+TRANSPORT_RELAY="relay_pair8|pair --pairs 8|rate"
 # The brokers of the transport runs: mqttd drops out if it refuses the file (see
 # probe_transports).
 TRANSPORT_BROKERS=("${BROKERS[@]}")
+# Extra arguments of the relay: its transport, in relay_pair8_T runs only.
+RELAY_TRANSPORT=()
 
 START_TIME=$SECONDS
 WORK=$(mktemp -d /tmp/mqttd-bench.XXXXXX)
@@ -399,7 +404,8 @@ start_broker() {
         ;;
     relay)
         # It stops by itself after --secs even if this script is killed with SIGKILL.
-        $LOADGEN relay --port "$port" --secs $((SECS + 120)) >"$WORK/broker.log" 2>&1 &
+        $LOADGEN relay --port "$port" --secs $((SECS + 120)) "${RELAY_TRANSPORT[@]}" \
+            >"$WORK/broker.log" 2>&1 &
         ;;
     esac
     BROKER_PID=$!
@@ -490,10 +496,11 @@ journal_fields() {
     DATA_DIR=""
 }
 
-# Labels of the transport scenarios: pair8_tcp ... fanout16_wss, large_tcp ... large_ws_ws.
+# Labels of the transport scenarios: relay_pair8_tcp ... relay_pair8_wss, pair8_tcp ...
+# fanout16_wss, large_tcp ... large_ws_ws.
 transport_labels() {
     local entry kind
-    for entry in "${TRANSPORT_SCENARIOS[@]}"; do
+    for entry in "$TRANSPORT_RELAY" "${TRANSPORT_SCENARIOS[@]}"; do
         for kind in "${TRANSPORT_KINDS[@]}"; do echo "${entry%%|*}_$kind"; done
     done
     for kind in "${LARGE_KINDS[@]}"; do echo "${LARGE_SCENARIO%%|*}_$kind"; done
@@ -589,10 +596,32 @@ run_all() {
     run_transports
 }
 
+# The relay over each transport, round by round: one relay per run, on one port.
+run_transport_relays() {
+    local label args kind round client certs=$WORK/certs
+    IFS='|' read -r label args _ <<<"$TRANSPORT_RELAY"
+    for round in $(seq "$ROUNDS"); do
+        for kind in "${TRANSPORT_KINDS[@]}"; do
+            wanted "${label}_$kind" || continue
+            time_left || return 1
+            RELAY_TRANSPORT=(--transport "$kind")
+            client=(--transport "$kind")
+            if [[ $kind == tls || $kind == wss ]]; then
+                RELAY_TRANSPORT+=(--certfile "$certs/server.pem" --keyfile "$certs/server.key")
+                client+=(--cafile "$certs/ca.pem")
+            fi
+            # shellcheck disable=SC2086 # $args is a list of arguments
+            run_one "${label}_$kind" relay "$round" $args "${client[@]}"
+        done
+    done
+    RELAY_TRANSPORT=()
+}
+
 # Each transport scenario, round by round: every transport, every broker, a fresh broker
 # for each run, as the other scenarios.
 run_transports() {
     local entry label args kinds kind kind_args round broker
+    run_transport_relays || return 0
     TRANSPORT_RUN=1
     for entry in "${TRANSPORT_SCENARIOS[@]}" "$LARGE_SCENARIO"; do
         IFS='|' read -r label args _ <<<"$entry"
@@ -774,6 +803,12 @@ summarize_transports() {
     done
     for broker in "${BROKERS[@]}"; do header+=$(printf ' %15s' "${broker#mqttd-}/tcp"); done
     echo "$header"
+    for kind in "${TRANSPORT_KINDS[@]}"; do
+        wanted "relay_pair8_$kind" || continue
+        # The relay's median, as in the main summary: the load generator's ceiling.
+        awk -v label="relay_pair8_$kind" -v metric=rate "$SUMMARY_AWK" "$RESULTS" |
+            awk -v kind="$kind" '{ printf "%-10s %-6s %-7s %15s (the load generator'"'"'s ceiling)\n", "relay", kind, $2, $4 }'
+    done
     for entry in "${TRANSPORT_SCENARIOS[@]}" "$LARGE_SCENARIO"; do
         IFS='|' read -r label _ metrics <<<"$entry"
         if [[ $label == large ]]; then kinds=("${LARGE_KINDS[@]}"); else kinds=("${TRANSPORT_KINDS[@]}"); fi
