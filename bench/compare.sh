@@ -296,6 +296,9 @@ write_transport_config() {
         echo "max_inflight_messages 20"
         echo "persistence false"
         echo "log_type error"
+        # Connects and disconnects with their reason (a few lines per run): a failed run's
+        # broker log then says why Mosquitto closed a connection.
+        echo "log_type notice"
         if [[ "${MOSQ_NODELAY:-1}" == 1 ]]; then echo "set_tcp_nodelay true"; fi
     } >"$WORK/transports.conf"
 }
