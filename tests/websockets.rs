@@ -474,3 +474,17 @@ fn rumqttc_over_websockets_talks_to_a_tcp_client_mqtt_7_0_0_2() {
         ("to/browser", &b"over tcp"[..])
     );
 }
+
+/// When the broker ends a WebSocket connection itself (here a takeover, [MQTT-3.1.4-2]), it
+/// says so with a close frame before TCP goes (RFC 6455 §5.5.1), so the client sees a
+/// normal closure, not a dropped connection.
+#[test]
+fn a_connection_the_broker_ends_gets_a_close_frame_first() {
+    let (_server, tcp, ws) = tcp_and_websocket(Config::default());
+    let mut browser = Ws::connected(ws, "same-id");
+    let _taker = Raw::connected(tcp, "same-id");
+    let controls = browser.closed();
+    assert_eq!(controls.len(), 1, "{controls:?}");
+    assert_eq!(controls[0].0, 8, "a close frame");
+    assert_eq!(close_code(&controls[0].1), 1000, "normal closure");
+}

@@ -76,7 +76,10 @@ pub(super) fn run(
     let accepted = panic::catch_unwind(AssertUnwindSafe(|| {
         let incoming = transport.establish(&socket, until).map_err(|e| {
             // Not MQTT yet: nothing to answer, and nothing the client did to anyone else.
-            log::info!("connection from {peer} over {transport:?} closed: {e}");
+            let to = socket
+                .local_addr()
+                .map_or_else(String::new, |a| format!(" to {a}"));
+            log::info!("connection from {peer}{to} ({transport:?}) closed: {e}");
             None
         })?;
         accept(&socket, incoming, until, connection, &peer, &broker, slot).map_err(Some)
@@ -110,7 +113,13 @@ fn accept(
     let mut input = Input::new(incoming);
     let mut connect = read_connect(&mut input, socket, until, broker, peer)?;
     check_keep_alive(&connect, broker)?;
-    if !user_from_certificate(&mut connect, socket.identity())? {
+    if user_from_certificate(&mut connect, socket.identity())? {
+        log::info!(
+            "client {:?} from {peer}: user name {:?} taken from its certificate",
+            connect.client_id,
+            connect.username.as_deref().unwrap_or_default()
+        );
+    } else {
         authenticate(&connect, broker)?;
     }
     let client_id = assign_client_id(&connect, broker)?;

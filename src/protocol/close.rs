@@ -59,14 +59,17 @@ impl CloseReason {
         }
     }
 
-    /// Was this a breach of the protocol by the client (logged as a warning)?
+    /// Was this a breach of the protocol by the client (logged as a warning)? Bytes the
+    /// transport refused count too: a WebSocket frame against RFC 6455 or [MQTT-6.0.0-1],
+    /// a TLS record that does not decrypt (the transport reports them as invalid data).
     pub fn is_violation(&self) -> bool {
-        matches!(
-            self,
+        match self {
             CloseReason::Malformed(_)
-                | CloseReason::TooLarge { .. }
-                | CloseReason::Violation { .. }
-        )
+            | CloseReason::TooLarge { .. }
+            | CloseReason::Violation { .. } => true,
+            CloseReason::Io(e) => e.kind() == io::ErrorKind::InvalidData,
+            _ => false,
+        }
     }
 
     /// Logs the line that tells why `who` was closed: a warning for a breach of the

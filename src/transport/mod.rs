@@ -49,6 +49,9 @@ mod websocket;
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::AtomicBool;
+#[cfg(feature = "websockets")]
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -71,6 +74,9 @@ struct Shared {
 }
 
 /// The layers of one connection (see the module's documentation).
+///
+/// Lock order: the output lock first, then (in `tls.rs`) the session lock; never the
+/// session lock while waiting for the output lock.
 struct Layers {
     #[cfg(feature = "tls")]
     tls: Option<tls::Session>,
@@ -82,6 +88,10 @@ struct Layers {
     output: Mutex<Vec<u8>>,
     /// Who the client's certificate says it is, on a listener that asked.
     identity: Identity,
+    /// Whether a WebSocket close frame has gone out (RFC 6455 §5.5.1: one per side), or
+    /// may not: true until the upgrade is done, since no frame may come before it.
+    #[cfg_attr(not(feature = "websockets"), allow(dead_code))]
+    close_sent: AtomicBool,
 }
 
 impl fmt::Debug for Layers {
@@ -117,15 +127,52 @@ impl Layers {
     /// Sends `payload` whole: as one binary WebSocket message if `framed` (and the
     /// connection has frames), through TLS if it has TLS.
     fn send(&self, tcp: &TcpStream, framed: bool, payload: &[u8]) -> io::Result<()> {
+        self.send_locked(tcp, &mut self.output.lock(), framed, payload)
+    }
+
+    /// [`Layers::send`], the output lock already held (`output` is what it guards).
+    fn send_locked(
+        &self,
+        tcp: &TcpStream,
+        output: &mut Vec<u8>,
+        framed: bool,
+        payload: &[u8],
+    ) -> io::Result<()> {
         let mut header = [0u8; 10];
         let header_len = self.frame_header(framed, payload.len(), &mut header);
         let parts = [&header[..header_len], payload];
         #[cfg(feature = "tls")]
         if let Some(session) = &self.tls {
-            return session.send(tcp, &parts, &mut self.output.lock());
+            return session.send(tcp, &parts, output);
         }
-        let _in_order = self.output.lock();
+        let _ = output;
         write_all_parts(tcp, &parts)
+    }
+
+    /// The connection's last words before TCP is shut down, as each layer's protocol asks:
+    /// a WebSocket close frame (RFC 6455 §5.5.1; "normal closure", unless one went out
+    /// already), then TLS's close_notify. Only if the output lock is free: a writer blocked
+    /// on a client that does not read keeps it, and then there is no one to say them to.
+    /// A write gives up after [`GOODBYE_WAIT`].
+    #[cfg_attr(
+        not(any(feature = "tls", feature = "websockets")),
+        allow(unused_mut, unused_variables)
+    )]
+    fn goodbye(&self, tcp: &TcpStream) {
+        let Some(mut output) = self.output.try_lock() else {
+            return;
+        };
+        let _ = tcp.set_write_timeout(Some(GOODBYE_WAIT));
+        #[cfg(feature = "websockets")]
+        if self.websocket && !self.close_sent.swap(true, Ordering::Relaxed) {
+            let frame = websocket::normal_close_frame();
+            let _ = self.send_locked(tcp, &mut output, false, &frame);
+        }
+        #[cfg(feature = "tls")]
+        if let Some(session) = &self.tls {
+            session.close_notify();
+            let _ = self.send_locked(tcp, &mut output, false, &[]);
+        }
     }
 
     /// Writes the header of a binary WebSocket frame of `len` bytes into `out` and returns
@@ -145,6 +192,11 @@ impl Layers {
         self.send(tcp, false, &[])
     }
 }
+
+/// How long a connection's last words (a WebSocket close frame, a TLS close_notify) may
+/// wait for room in the socket's buffer. A few bytes nearly always fit at once; this only
+/// bounds the rare case, short enough that a stopping broker is not held up.
+const GOODBYE_WAIT: Duration = Duration::from_millis(50);
 
 /// Writes all of `parts`, in order, with as few system calls as the kernel allows.
 fn write_all_parts(mut tcp: &TcpStream, parts: &[&[u8]]) -> io::Result<()> {
@@ -191,6 +243,23 @@ impl Shared {
             None => (&self.tcp).write_all(payload),
         }
     }
+
+    /// From now on, WebSocket frames may be sent (the upgrade is done).
+    #[cfg(feature = "websockets")]
+    fn frames_begin(&self) {
+        if let Some(layers) = self.layers.get() {
+            layers.close_sent.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends a whole WebSocket close frame, unless one went out already.
+    #[cfg(feature = "websockets")]
+    fn send_close(&self, frame: &[u8]) -> io::Result<()> {
+        match self.layers.get() {
+            Some(layers) if layers.close_sent.swap(true, Ordering::Relaxed) => Ok(()),
+            _ => self.send_unframed(frame),
+        }
+    }
 }
 
 impl Socket {
@@ -202,8 +271,13 @@ impl Socket {
     }
 
     /// Ends the connection in both directions. Threads blocked reading or writing on it
-    /// wake up with end-of-stream or an error: this is how a connection is told to go.
+    /// wake up with end-of-stream or an error: this is how a connection is told to go. A
+    /// WebSocket or TLS connection gets its layers' last words first, if they can be said
+    /// without waiting for the writer.
     pub fn shutdown(&self) {
+        if let Some(layers) = self.0.layers.get() {
+            layers.goodbye(&self.0.tcp);
+        }
         // Fails only if the socket is already closed, which is what we want anyway.
         let _ = self.0.tcp.shutdown(Shutdown::Both);
     }
@@ -216,6 +290,11 @@ impl Socket {
 
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.0.tcp.peer_addr().ok()
+    }
+
+    /// The address the client connected to: which listener.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.0.tcp.local_addr().ok()
     }
 
     /// Who the client's certificate says it is ([`Identity::NotUsed`] unless its listener
@@ -401,6 +480,7 @@ impl Transport {
             websocket: self.websocket,
             output: Mutex::new(Vec::new()),
             identity,
+            close_sent: AtomicBool::new(true),
         };
         // The handshake thread is the only one that knows this socket's layers yet.
         let _ = socket.0.layers.set(layers);

@@ -200,6 +200,11 @@ impl Session {
         written
     }
 
+    /// Queues TLS's close_notify alert, for the next send.
+    pub(super) fn close_notify(&self) {
+        self.connection.lock().send_close_notify();
+    }
+
     /// Encrypts `parts`, in order, into TLS records appended to `output`.
     fn encrypt(&self, parts: &[&[u8]; 2], output: &mut Vec<u8>) -> io::Result<()> {
         let slices = [IoSlice::new(parts[0]), IoSlice::new(parts[1])];
