@@ -366,13 +366,13 @@ const EXTERNAL: &[&str] = &[
     "sendto sigaltstack TCP_NODELAY VmRSS flock fsync",
     // Rust keywords, the prelude and the standard library.
     "Arc break BufReader BufWriter catch_unwind Condvar continue Display Drop min Mutex None",
-    "notify_all Read self std Vec VecDeque Write write_all sync_data",
+    "notify_all Read self std Vec VecDeque Write write_all sync_data TcpStream",
     // The two concurrency crates mqttd depends on: crossbeam-channel and parking_lot.
-    "crossbeam_channel never try_recv try_send parking_lot MutexGuard",
+    "crossbeam_channel never try_recv try_send parking_lot MutexGuard try_lock",
     // Log levels, as `RUST_LOG` and the log lines spell them.
     "DEBUG debug INFO TRACE trace",
     // Commands the chapters run.
-    "heaptrack kill mosquitto_pub mosquitto_sub perf pgrep strace sysctl timeout",
+    "heaptrack kill mosquitto_pub mosquitto_sub perf pgrep strace sysctl timeout curl openssl",
     // The protocol names a CONNECT carries (MQTT 3.1.1 and 3.1).
     "MQTT MQIsdp",
     // Mosquitto: configuration keys mqttd refuses or ignores (src/config/file.rs spells
@@ -380,7 +380,14 @@ const EXTERNAL: &[&str] = &[
     // acl_file, and Mosquitto's own commands and functions the chapters compare with.
     "log_dest set_tcp_nodelay certfile clientid_prefixes mount_point plugin persistence",
     "use_identity_as_username include_dir deny readwrite pattern mosquitto_passwd",
-    "mosquitto_unpwd_check autosave_interval",
+    "mosquitto_unpwd_check autosave_interval crlfile psk_file psk_hint tls_engine ciphers",
+    "dhparamfile http_dir",
+    // rustls, the TLS library behind the `tls` feature: the type and methods of its
+    // sans-IO session that the transport chapter explains.
+    "rustls ServerConnection read_tls write_tls",
+    // The names of the four kinds of listener as URL schemes (`Transport::describe` returns
+    // them as strings), `mqtt` also being the WebSocket subprotocol.
+    "mqtt mqtts ws wss",
     // Cargo features and the crates behind them, threads named after their job, and the
     // environment variables bench/compare.sh reads.
     "auth signals sha2 hmac pbkdf2 subtle base64 getrandom rpassword signal_hook",
@@ -390,6 +397,7 @@ const EXTERNAL: &[&str] = &[
     // lines of loadgen, and the suffix the violation tests share (`_closes`).
     "learner twin polite fragile mortal forgetful slowpoke door hoge fuga sport status a b",
     "one two three o d1 r1 d000 conns5k fanout16 fanout256 qos1_durable fanin_q1_durable",
+    "dashboard",
     "RESULT _closes",
 ];
 
