@@ -77,9 +77,16 @@ fn every_path_a_chapter_names_exists() {
     }
 }
 
+/// The rule index, `walkthrough/rules.md`, is left out here: it names every file that
+/// cites a rule because a program lists them, which says nothing about whether a chapter
+/// explains the file. (It is checked like a chapter everywhere else.)
+const INDEXES: &[&str] = &["walkthrough/rules.md"];
+
 #[test]
 fn every_source_file_is_named_by_a_chapter() {
-    let all: String = chapters().into_iter().map(|(_, text)| text).collect();
+    let chapters = chapters().into_iter();
+    let explained = chapters.filter(|(path, _)| !INDEXES.contains(&path.as_str()));
+    let all: String = explained.map(|(_, text)| text).collect();
     let mut stack = vec![Path::new("src").to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in fs::read_dir(&dir).unwrap() {
