@@ -27,7 +27,11 @@ use std::collections::BTreeSet;
 use std::fs;
 
 use rule_index::rust_items::Items;
-use rule_index::{cited_ids, ids_in_name, key, statements, Index, NOT_KEPT, RULES_MD, SUMMARIES};
+use rule_index::{
+    cited_ids, ids_in_name, key, rust_files, statements, Index, NOT_KEPT, OWN_FILES, RULES_MD,
+    SUMMARIES,
+};
+use source_text::code_only;
 
 #[test]
 fn rules_md_is_what_the_code_says() {
@@ -252,5 +256,23 @@ mod tests {
             .map(|t| (t.name.as_str(), t.first_line, t.last_line))
             .collect();
         assert_eq!(tests, [("checks_mqtt_9_9_9_5", 16, 18)]);
+    }
+
+    /// The item reader finds every test of the project: as many `#[test]` functions as
+    /// there are `#[test]` lines in the code (comments and strings left out).
+    #[test]
+    fn every_test_attribute_is_read_as_a_test_function() {
+        let files = rust_files("src").into_iter().chain(rust_files("tests"));
+        let files = files.filter(|f| !OWN_FILES.iter().any(|own| f.starts_with(own)));
+        let (mut attributes, mut found) = (0, 0);
+        for file in files {
+            let source = fs::read_to_string(&file).unwrap();
+            let lines = code_only(&source);
+            let here = lines.lines().filter(|l| l.trim() == "#[test]").count();
+            let read = Items::read(&source).tests().count();
+            assert_eq!(read, here, "{}: #[test] functions read", file.display());
+            (attributes, found) = (attributes + here, found + read);
+        }
+        assert!(found > 100 && found == attributes);
     }
 }

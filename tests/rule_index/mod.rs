@@ -24,13 +24,14 @@ use std::path::{Path, PathBuf};
 
 use rust_items::{Item, Items};
 
-/// Where the summaries are kept, and the file this module writes.
+/// The statements and their summaries, read.
 pub const SUMMARIES: &str = "walkthrough/rules-summaries.txt";
+/// The index, written.
 pub const RULES_MD: &str = "walkthrough/rules.md";
 
 /// The files of the index itself. They talk about rules without checking the broker, so
 /// the tests in them name no rule.
-const OWN_FILES: &[&str] = &["tests/rules.rs", "tests/rule_index"];
+pub const OWN_FILES: &[&str] = &["tests/rules.rs", "tests/rule_index"];
 
 // ---------------------------------------------------------------------------------------
 // Hand-written: rules mqttd does not keep, and why. A rule listed here has no citation in
@@ -174,7 +175,9 @@ impl Index {
                 continue;
             }
             let source = fs::read_to_string(&file).unwrap();
-            let whole_file_is_test = test_modules.iter().any(|m| file.starts_with(m));
+            let whole_file_is_test = test_modules
+                .iter()
+                .any(|m| file == m.with_extension("rs") || file.starts_with(m));
             index.read_file(&file, &source, whole_file_is_test);
         }
         for (chapter, text) in chapters() {
@@ -245,7 +248,7 @@ impl Index {
 }
 
 /// Every `.rs` file under `root`, sorted.
-fn rust_files(root: &str) -> Vec<PathBuf> {
+pub fn rust_files(root: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut dirs = vec![PathBuf::from(root)];
     while let Some(dir) = dirs.pop() {
@@ -264,7 +267,8 @@ fn rust_files(root: &str) -> Vec<PathBuf> {
 
 /// The files under `src/` that are test modules as a whole: `#[cfg(test)] mod tests;`
 /// in `src/persistence/mod.rs` makes `src/persistence/tests.rs` (or `tests/mod.rs`) one.
-/// Each is returned as the path without `.rs`, so that a directory module is covered too.
+/// Each is returned as the path without `.rs` (`src/persistence/tests`): the module is
+/// that path with `.rs`, or everything under it when it is a directory.
 fn test_module_files() -> Vec<PathBuf> {
     let mut out = Vec::new();
     for file in rust_files("src") {
