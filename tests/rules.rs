@@ -102,6 +102,17 @@ fn every_rule_a_test_names_is_cited_in_src() {
     );
 }
 
+/// rules.md has one row per statement: none is lost between the parts of the page.
+#[test]
+fn rules_md_has_a_row_for_every_statement() {
+    let page = Index::read().render();
+    for statement in statements() {
+        let row = format!("| [{}] |", statement.id);
+        let rows = page.lines().filter(|l| l.starts_with(&row)).count();
+        assert_eq!(rows, 1, "rows for {} in {RULES_MD}", statement.id);
+    }
+}
+
 /// Every statement that binds the server is kept somewhere, or `NOT_KEPT` (in
 /// `tests/rule_index/mod.rs`) says why not.
 #[test]

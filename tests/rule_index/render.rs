@@ -6,23 +6,30 @@ use std::fmt::Write;
 
 use super::{key, Index, Site, Statement, TestName, NOT_KEPT};
 
-/// The parts of the standard the tables follow: a section prefix and its title.
+/// The parts of the standard the tables follow: a section number and its title. A
+/// statement goes under the part whose number its section is or begins with (`3.1` holds
+/// 3.1 and 3.1.2.10, not 3.10).
 const PARTS: &[(&str, &str)] = &[
-    ("1.", "§1 UTF-8 strings"),
-    ("2.", "§2 The packet format"),
-    ("3.1.", "§3.1 CONNECT"),
-    ("3.2.", "§3.2 CONNACK"),
-    ("3.3.", "§3.3 PUBLISH"),
-    ("3.6.", "§3.6 PUBREL"),
-    ("3.8.", "§3.8 SUBSCRIBE"),
-    ("3.9.", "§3.9 SUBACK"),
-    ("3.10.", "§3.10 UNSUBSCRIBE"),
-    ("3.12.", "§3.12 PINGREQ"),
-    ("3.14.", "§3.14 DISCONNECT"),
-    ("4.", "§4 Operational behaviour"),
+    ("1", "§1 UTF-8 strings"),
+    ("2", "§2 The packet format"),
+    ("3.1", "§3.1 CONNECT"),
+    ("3.2", "§3.2 CONNACK"),
+    ("3.3", "§3.3 PUBLISH"),
+    ("3.6", "§3.6 PUBREL"),
+    ("3.8", "§3.8 SUBSCRIBE"),
+    ("3.9", "§3.9 SUBACK"),
+    ("3.10", "§3.10 UNSUBSCRIBE"),
+    ("3.12", "§3.12 PINGREQ"),
+    ("3.14", "§3.14 DISCONNECT"),
+    ("4", "§4 Operational behaviour"),
     ("6", "§6 WebSocket"),
     ("7", "§7 Conformance"),
 ];
+
+/// Whether `section` (`3.1.2.10`) is in the part numbered `part` (`3.1`).
+fn in_part(section: &str, part: &str) -> bool {
+    section == part || section.starts_with(&format!("{part}."))
+}
 
 const HEADER: &str = "\
 # The rule index
@@ -66,11 +73,11 @@ impl Index {
         let mut out = String::from(HEADER);
         self.write_counts(&mut out);
         out.push_str("\n## The statements that bind the server\n");
-        for (prefix, title) in PARTS {
+        for (part, title) in PARTS {
             let rows: Vec<&Statement> = self
                 .statements
                 .iter()
-                .filter(|s| s.binds_the_server() && s.section.starts_with(prefix))
+                .filter(|s| s.binds_the_server() && in_part(&s.section, part))
                 .collect();
             self.write_table(&mut out, &format!("### {title}"), &rows);
         }
