@@ -379,6 +379,9 @@ fn a_connected_session_never_expires_mqtt_4_1_0_2() {
     publisher.send(&publish("stay/t", b"still here", 1, false, 1));
     assert_eq!(publisher.recv(), puback(1));
     assert_eq!(staying.recv_publish().payload, b"still here");
+    // And the session is still registered under its id: a new connection takes it over.
+    let (_successor, present) = Raw::session(addr, "staying", false);
+    assert!(present, "the connected session was not ended");
 }
 
 /// A message is put into the session of every client with a matching subscription,
