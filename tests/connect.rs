@@ -60,6 +60,16 @@ fn an_unknown_protocol_name_is_closed_without_connack_mqtt_3_1_2_1() {
     assert_still_serving(broker.local_addr());
 }
 
+/// With Clean Session 0 and no session stored for the Client Identifier, CONNACK says
+/// Session Present 0, return code 0.
+#[test]
+fn a_first_clean_session_0_connect_gets_session_present_0_mqtt_3_2_2_3() {
+    let broker = start_broker();
+    let mut raw = Raw::tcp(broker.local_addr());
+    raw.send(&connect_with(0x00, 0, "first-time"));
+    assert_eq!(raw.recv(), [0x20, 0x02, 0x00, 0x00]);
+}
+
 #[test]
 fn an_empty_client_id_with_clean_session_is_accepted_mqtt_3_1_3_6() {
     let broker = start_broker();

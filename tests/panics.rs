@@ -8,6 +8,8 @@ mod common;
 use common::*;
 use mqttd::fault::{PANIC_IN_READER, PANIC_IN_WRITER};
 
+/// A panic while the reader thread handles an inbound packet closes that connection only
+/// ([MQTT-4.8.0-2]): the Will goes out, the session and its id are given up, others go on.
 #[test]
 fn a_panic_in_a_reader_thread_closes_only_that_connection_and_cleans_up() {
     let broker = start_broker();
@@ -44,6 +46,8 @@ fn a_panic_in_a_reader_thread_closes_only_that_connection_and_cleans_up() {
     assert_still_serving(addr);
 }
 
+/// A panic in the writer thread closes that connection only ([MQTT-4.8.0-2]): the
+/// publisher and the other subscribers carry on, and the session is kept.
 #[test]
 fn a_panic_in_a_writer_thread_closes_only_that_connection_and_keeps_its_session() {
     let broker = start_broker();

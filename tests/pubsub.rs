@@ -304,3 +304,129 @@ fn concurrent_bursts_from_many_publishers_all_arrive_in_order_mqtt_4_6_0_6() {
         );
     }
 }
+
+#[test]
+fn suback_and_unsuback_carry_the_identifier_of_the_packet_they_answer_mqtt_2_3_1_7() {
+    let broker = start_broker();
+    let mut raw = Raw::connected(broker.local_addr(), "echo-ids");
+    // Two SUBSCRIBEs and two UNSUBSCRIBEs in one write, each with its own identifier,
+    // both bytes non-zero so that a byte swapped or dropped shows.
+    let mut burst = subscribe(0xBEEF, &[("ids/a", 0)]);
+    burst.extend(subscribe(0x0102, &[("ids/b", 1)]));
+    burst.extend(unsubscribe(0x0A0B, &["ids/a"]));
+    burst.extend(unsubscribe(0x7F01, &["ids/never"]));
+    raw.send(&burst);
+    assert_eq!(raw.recv(), [0x90, 0x03, 0xBE, 0xEF, 0x00]);
+    assert_eq!(raw.recv(), [0x90, 0x03, 0x01, 0x02, 0x01]);
+    assert_eq!(raw.recv(), [0xB0, 0x02, 0x0A, 0x0B]);
+    assert_eq!(raw.recv(), [0xB0, 0x02, 0x7F, 0x01]);
+}
+
+#[test]
+fn every_subscribe_is_answered_with_a_suback_even_a_refused_one_mqtt_3_8_4_1() {
+    let broker = start_broker();
+    let mut raw = Raw::connected(broker.local_addr(), "answered");
+    // A filter deeper than the broker's limit is refused (0x80), and still answered.
+    let deep = vec!["x"; 201].join("/");
+    let mut burst = subscribe(1, &[("fine", 0)]);
+    burst.extend(subscribe(2, &[(&deep, 1)]));
+    burst.extend(subscribe(3, &[("fine", 2)]));
+    raw.send(&burst);
+    assert_eq!(raw.recv(), [0x90, 0x03, 0x00, 0x01, 0x00]);
+    assert_eq!(raw.recv(), [0x90, 0x03, 0x00, 0x02, 0x80]);
+    assert_eq!(raw.recv(), [0x90, 0x03, 0x00, 0x03, 0x02]);
+}
+
+/// One SUBSCRIBE with several filters acts as that many SUBSCRIBEs in a row: the second
+/// request for the same filter replaces the first ([MQTT-3.8.4-3]), a refused filter does
+/// not stop the others, and one SUBACK answers them all.
+#[test]
+fn a_subscribe_with_several_filters_acts_as_several_subscribes_mqtt_3_8_4_4() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::connected(addr, "several");
+    let deep = vec!["x"; 201].join("/");
+    sub.send(&subscribe(
+        7,
+        &[("sev/t", 0), (&deep, 0), ("sev/t", 1), ("sev/marker", 0)],
+    ));
+    assert_eq!(sub.recv(), [0x90, 0x06, 0x00, 0x07, 0x00, 0x80, 0x01, 0x00]);
+    sub.send(&PINGREQ);
+    assert_eq!(sub.recv(), PINGRESP, "one SUBACK, not one per filter");
+    let mut publisher = Raw::connected(addr, "several-pub");
+    publisher.send(&publish("sev/t", b"m", 1, false, 1));
+    assert_eq!(publisher.recv(), puback(1));
+    publisher.send(&publish("sev/marker", b"end", 0, false, 0));
+    // One copy, at the QoS of the later request for the same filter.
+    let got = sub.recv_publish();
+    assert_eq!((got.topic.as_str(), got.qos), ("sev/t", 1));
+    sub.send(&puback(got.id.unwrap()));
+    assert_eq!(sub.recv(), publish("sev/marker", b"end", 0, false, 0));
+}
+
+#[test]
+fn wildcard_filters_are_granted_and_match_mqtt_3_8_3_2() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::connected(addr, "wild");
+    sub.send(&subscribe(2, &[("+/plus", 1), ("hash/#", 0)]));
+    assert_eq!(sub.recv(), [0x90, 0x04, 0x00, 0x02, 0x01, 0x00]);
+    let mut publisher = Raw::connected(addr, "wild-pub");
+    publisher.send(&publish("a/plus", b"1", 0, false, 0));
+    publisher.send(&publish("hash/a/b", b"2", 0, false, 0));
+    assert_eq!(sub.recv(), publish("a/plus", b"1", 0, false, 0));
+    assert_eq!(sub.recv(), publish("hash/a/b", b"2", 0, false, 0));
+}
+
+#[test]
+fn a_forwarded_topic_name_matches_the_subscription_filter_mqtt_3_3_2_3() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::subscribed(addr, "names", &["m/+/x"]);
+    let mut publisher = Raw::connected(addr, "names-pub");
+    for topic in ["m/1/x", "m/1/y", "m/2/x", "n/1/x", "m/1/x/y", "m/3/x"] {
+        publisher.send(&publish(topic, topic.as_bytes(), 0, false, 0));
+    }
+    // Each arrives under the topic it was published to, which the filter matches.
+    for topic in ["m/1/x", "m/2/x", "m/3/x"] {
+        assert_eq!(sub.recv(), publish(topic, topic.as_bytes(), 0, false, 0));
+    }
+}
+
+/// Unsubscribing removes that one subscription: a message it matched now arrives only
+/// through the other, wider subscription the client still holds, at that one's QoS.
+#[test]
+fn a_deleted_subscription_adds_no_new_messages_mqtt_3_10_4_2() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::connected(addr, "deleted");
+    sub.send(&subscribe(1, &[("del/a", 1), ("del/#", 0)]));
+    assert_eq!(sub.recv(), [0x90, 0x04, 0x00, 0x01, 0x01, 0x00]);
+    let mut publisher = Raw::connected(addr, "deleted-pub");
+    publisher.send(&publish("del/a", b"before", 1, false, 1));
+    assert_eq!(publisher.recv(), puback(1));
+    let got = sub.recv_publish();
+    assert_eq!((got.qos, &got.payload[..]), (1, &b"before"[..]));
+    sub.send(&puback(got.id.unwrap()));
+    sub.send(&unsubscribe(2, &["del/a"]));
+    assert_eq!(sub.recv(), [0xB0, 0x02, 0x00, 0x02]);
+    publisher.send(&publish("del/a", b"after", 1, false, 2));
+    assert_eq!(publisher.recv(), puback(2));
+    assert_eq!(sub.recv(), publish("del/a", b"after", 0, false, 0));
+}
+
+#[test]
+fn an_unsubscribe_with_several_filters_removes_each_and_is_answered_once_mqtt_3_10_4_6() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::subscribed(addr, "unsub-many", &["um/a", "um/b", "um/c"]);
+    sub.send(&unsubscribe(3, &["um/a", "um/never", "um/b"]));
+    assert_eq!(sub.recv(), [0xB0, 0x02, 0x00, 0x03]);
+    sub.send(&PINGREQ);
+    assert_eq!(sub.recv(), PINGRESP, "one UNSUBACK, not one per filter");
+    let mut publisher = Raw::connected(addr, "unsub-many-pub");
+    for topic in ["um/a", "um/b", "um/c"] {
+        publisher.send(&publish(topic, b"m", 0, false, 0));
+    }
+    assert_eq!(sub.recv(), publish("um/c", b"m", 0, false, 0));
+}

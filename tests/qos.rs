@@ -272,3 +272,123 @@ fn an_acknowledgement_of_the_wrong_kind_closes_the_connection_mqtt_4_8_0_1() {
     }
     assert_still_serving(addr);
 }
+
+/// Byte 1 of every packet the broker sends carries the flags Table 2.2 requires: 0b0010
+/// for PUBREL, 0b0000 for the others (PUBLISH aside, whose bits are DUP, QoS and RETAIN).
+#[test]
+fn every_packet_the_broker_sends_carries_its_required_flags_mqtt_2_2_2_1() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::tcp(addr);
+    sub.send(&connect("flags-sub", 0));
+    assert_eq!(sub.recv()[0], 0x20, "CONNACK");
+    sub.send(&subscribe(1, &[("flags/t", 2)]));
+    assert_eq!(sub.recv()[0], 0x90, "SUBACK");
+    sub.send(&unsubscribe(2, &["flags/none"]));
+    assert_eq!(sub.recv()[0], 0xB0, "UNSUBACK");
+    sub.send(&PINGREQ);
+    assert_eq!(sub.recv()[0], 0xD0, "PINGRESP");
+    let mut publisher = Raw::connected(addr, "flags-pub");
+    publisher.send(&publish("flags/one", b"1", 1, false, 1));
+    assert_eq!(publisher.recv()[0], 0x40, "PUBACK");
+    publisher.send(&publish("flags/t", b"2", 2, false, 2));
+    assert_eq!(publisher.recv()[0], 0x50, "PUBREC");
+    publisher.send(&pubrel(2));
+    assert_eq!(publisher.recv()[0], 0x70, "PUBCOMP");
+    let id = sub.recv_publish().id.unwrap();
+    sub.send(&pubrec(id));
+    assert_eq!(sub.recv()[0], 0x62, "PUBREL");
+}
+
+/// QoS 0 gets no answer, QoS 1 a PUBACK, QoS 2 a PUBREC (Table 3.4). A PINGREQ sent after
+/// the QoS 0 PUBLISH proves nothing came for it: answers keep the order of the packets.
+#[test]
+fn each_publish_is_answered_as_its_qos_says_mqtt_3_3_4_1() {
+    let broker = start_broker();
+    let mut publisher = Raw::connected(broker.local_addr(), "answers");
+    publisher.send(&publish("answers/0", b"0", 0, false, 0));
+    publisher.send(&PINGREQ);
+    assert_eq!(publisher.recv(), PINGRESP, "nothing for QoS 0");
+    publisher.send(&publish("answers/1", b"1", 1, false, 11));
+    assert_eq!(publisher.recv(), puback(11));
+    publisher.send(&publish("answers/2", b"2", 2, false, 12));
+    assert_eq!(publisher.recv(), pubrec(12));
+}
+
+/// A QoS 0 delivery has QoS 0 and DUP 0 and no Packet Identifier, even for a message the
+/// publisher sent at QoS 2 with DUP set, and it is never sent again.
+#[test]
+fn a_qos0_delivery_has_dup_0_mqtt_4_3_1_1() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let (mut sub, _) = Raw::session(addr, "qos0-dup", false);
+    sub.subscribe_to("qos0/t", 0);
+    let mut publisher = Raw::connected(addr, "qos0-dup-pub");
+    publisher.send(&publish("qos0/t", b"m", 2, true, 5));
+    assert_eq!(publisher.recv(), pubrec(5));
+    publisher.send(&pubrel(5));
+    assert_eq!(publisher.recv(), pubcomp(5));
+    assert_eq!(sub.recv(), publish("qos0/t", b"m", 0, false, 0));
+    // Gone without any acknowledgement: nothing is re-sent on the way back.
+    drop(sub);
+    let (mut back, present) = Raw::session(addr, "qos0-dup", false);
+    assert!(present);
+    back.send(&PINGREQ);
+    assert_eq!(back.recv(), PINGRESP);
+}
+
+/// Every topic is an ordered topic: one publisher's messages on one topic reach a
+/// subscriber in the order sent, whatever QoS each was published at. (Nothing is
+/// acknowledged: the four QoS 1 and 2 messages fit in the default in-flight window.)
+#[test]
+fn messages_on_one_topic_keep_their_order_across_qos_levels_mqtt_4_6_0_5() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut sub = Raw::connected(addr, "ordered-topic");
+    sub.subscribe_to("ordered", 2);
+    let mut publisher = Raw::connected(addr, "ordered-topic-pub");
+    let qos_of = [0u8, 1, 2, 0, 2, 1, 0];
+    let mut burst = Vec::new();
+    for (i, qos) in qos_of.iter().enumerate() {
+        let id = i as u16 + 1;
+        burst.extend(publish("ordered", &[i as u8], *qos, false, id));
+    }
+    publisher.send(&burst);
+    for (i, qos) in qos_of.iter().enumerate() {
+        let got = sub.recv_publish();
+        assert_eq!((got.payload[0], got.qos), (i as u8, *qos), "message {i}");
+    }
+}
+
+/// Unsubscribing does not abandon what is already on its way: a QoS 2 flow in flight is
+/// finished (PUBREC still answered with PUBREL), and a QoS 1 message waiting behind a full
+/// window is still sent once the window opens.
+#[test]
+fn messages_already_on_their_way_are_delivered_after_unsubscribe_mqtt_3_10_4_3() {
+    let broker = start_broker_with(Config {
+        max_inflight_messages: 1,
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut sub = Raw::connected(addr, "finishing");
+    sub.send(&subscribe(1, &[("fin/2", 2), ("fin/1", 1)]));
+    assert_eq!(sub.recv(), [0x90, 0x04, 0x00, 0x01, 0x02, 0x01]);
+    let mut publisher = Raw::connected(addr, "finishing-pub");
+    publisher.send(&publish("fin/2", b"two", 2, false, 1));
+    assert_eq!(publisher.recv(), pubrec(1));
+    publisher.send(&publish("fin/1", b"one", 1, false, 2));
+    assert_eq!(publisher.recv(), puback(2));
+    let first = sub.recv_publish();
+    assert_eq!((first.qos, &first.payload[..]), (2, &b"two"[..]));
+    sub.send(&unsubscribe(2, &["fin/2", "fin/1"]));
+    assert_eq!(sub.recv(), [0xB0, 0x02, 0x00, 0x02]);
+    let id = first.id.unwrap();
+    sub.send(&pubrec(id));
+    assert_eq!(sub.recv(), pubrel(id));
+    sub.send(&pubcomp(id));
+    let second = sub.recv_publish();
+    assert_eq!((second.qos, &second.payload[..]), (1, &b"one"[..]));
+    sub.send(&puback(second.id.unwrap()));
+    sub.send(&PINGREQ);
+    assert_eq!(sub.recv(), PINGRESP);
+}

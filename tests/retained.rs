@@ -240,3 +240,22 @@ fn retained_messages_waiting_for_a_full_window_are_bounded_like_the_queue() {
     sub.send(&PINGREQ);
     assert_eq!(sub.recv(), PINGRESP);
 }
+
+/// A QoS 0 PUBLISH with RETAIN replaces whatever was retained on its topic, here a QoS 1
+/// message: a new subscription gets the QoS 0 one, and only it.
+#[test]
+fn a_retained_qos0_message_replaces_the_one_before_mqtt_3_3_1_7() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    retain(addr, "gauge", b"old", 1);
+    retain(addr, "gauge", b"new", 0);
+    let mut sub = Raw::connected(addr, "gauge-reader");
+    sub.subscribe_to("gauge", 1);
+    let got = sub.recv_publish();
+    assert_eq!(
+        (got.retain, got.qos, &got.payload[..]),
+        (true, 0, &b"new"[..])
+    );
+    sub.send(&PINGREQ);
+    assert_eq!(sub.recv(), PINGRESP, "the QoS 1 message is gone");
+}

@@ -356,3 +356,29 @@ fn a_session_resumed_by_another_user_reads_with_that_users_rights() {
     );
     let _ = std::fs::remove_file(acl);
 }
+
+/// A PUBLISH the acl_file does not allow is acknowledged as its QoS says, PUBACK for QoS 1
+/// and PUBREC then PUBCOMP for QoS 2, and goes to nobody, not even a subscriber that may
+/// read everything.
+#[test]
+fn a_forbidden_publish_is_acknowledged_as_usual_and_not_distributed_mqtt_3_3_5_2() {
+    let acl = acl_file("ack", "topic read #\ntopic readwrite open/#\n");
+    let broker = start_broker_with(Config {
+        acl_file: Some(acl.clone()),
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let mut reader = Raw::connected(addr, "reads-all");
+    reader.subscribe_to("#", 2);
+    let mut writer = Raw::connected(addr, "writes-open");
+    writer.send(&publish("closed/a", b"q1", 1, false, 1));
+    assert_eq!(writer.recv(), puback(1));
+    writer.send(&publish("closed/b", b"q2", 2, false, 2));
+    assert_eq!(writer.recv(), pubrec(2));
+    writer.send(&pubrel(2));
+    assert_eq!(writer.recv(), pubcomp(2));
+    writer.send(&publish("closed/c", b"q0", 0, false, 0));
+    writer.send(&publish("open/marker", b"end", 0, false, 0));
+    assert_eq!(reader.recv(), publish("open/marker", b"end", 0, false, 0));
+    let _ = std::fs::remove_file(acl);
+}

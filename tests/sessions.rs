@@ -262,3 +262,144 @@ fn a_real_client_with_clean_session_0_catches_up() {
     assert!(present);
     assert_eq!(&sub.next_message().payload[..], b"while you were away");
 }
+
+/// Each Client Identifier names its own session: what was kept for one is given back to
+/// that one only.
+#[test]
+fn a_client_id_names_its_own_session_mqtt_3_1_3_2() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    for id in ["alpha", "beta"] {
+        let (mut raw, _) = Raw::session(addr, id, false);
+        raw.subscribe_to(&format!("own/{id}"), 1);
+        raw.send(&DISCONNECT);
+        raw.closed();
+    }
+    let mut publisher = Raw::connected(addr, "own-pub");
+    publisher.send(&publish("own/alpha", b"for alpha", 1, false, 1));
+    assert_eq!(publisher.recv(), puback(1));
+    publisher.send(&publish("own/beta", b"for beta", 1, false, 2));
+    assert_eq!(publisher.recv(), puback(2));
+    for id in ["beta", "alpha"] {
+        let (mut back, present) = Raw::session(addr, id, false);
+        assert!(present, "{id}");
+        let got = back.recv_publish();
+        assert_eq!(got.payload, format!("for {id}").as_bytes());
+        back.send(&puback(got.id.unwrap()));
+        back.send(&PINGREQ);
+        assert_eq!(back.recv(), PINGRESP, "{id} gets its own message only");
+    }
+}
+
+/// The Clean Session processing happens only once the CONNECT has been found valid: a
+/// malformed CONNECT with Clean Session 1, and one refused with 0x01, leave the stored
+/// session as it was.
+#[test]
+fn an_invalid_connect_leaves_the_stored_session_alone_mqtt_3_1_4_3() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let (mut keeper, _) = Raw::session(addr, "keeper", false);
+    keeper.subscribe_to("keep/t", 1);
+    keeper.send(&DISCONNECT);
+    keeper.closed();
+    let mut publisher = Raw::connected(addr, "keep-pub");
+    publisher.send(&publish("keep/t", b"kept", 1, false, 1));
+    assert_eq!(publisher.recv(), puback(1));
+    // Clean Session 1 with the reserved flag set ([MQTT-3.1.2-3]): closed, no CONNACK.
+    let mut malformed = Raw::tcp(addr);
+    malformed.send(&connect_with(0x03, 0, "keeper"));
+    assert_eq!(malformed.closed(), []);
+    // Clean Session 1 at protocol level 5: refused with 0x01 ([MQTT-3.1.2-2]).
+    let mut v5 = connect("keeper", 0);
+    v5[8] = 5;
+    let mut refused = Raw::tcp(addr);
+    refused.send(&v5);
+    assert_eq!(refused.closed(), [0x20, 0x02, 0x00, 0x01]);
+    let (mut back, present) = Raw::session(addr, "keeper", false);
+    assert!(present, "the session is still there");
+    assert_eq!(back.recv_publish().payload, b"kept");
+}
+
+/// A stored session keeps its state for as long as it lasts, over any number of
+/// connections: its subscription, and a message delivered but never acknowledged.
+#[test]
+fn a_session_keeps_its_state_over_several_connections_mqtt_4_1_0_1() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let (mut sub, _) = Raw::session(addr, "lasting", false);
+    sub.subscribe_to("lasting/t", 1);
+    sub.send(&DISCONNECT);
+    sub.closed();
+    let mut publisher = Raw::connected(addr, "lasting-pub");
+    publisher.send(&publish("lasting/t", b"first", 1, false, 1));
+    assert_eq!(publisher.recv(), puback(1));
+    let (mut second, present) = Raw::session(addr, "lasting", false);
+    assert!(present);
+    let first = second.recv_publish();
+    assert_eq!(first.payload, b"first");
+    drop(second); // without PUBACK
+    let (mut third, present) = Raw::session(addr, "lasting", false);
+    assert!(present);
+    let again = third.recv_publish();
+    assert_eq!(
+        (again.dup, again.id, &again.payload[..]),
+        (true, first.id, &b"first"[..])
+    );
+    third.send(&puback(again.id.unwrap()));
+    // The subscription made two connections ago still delivers.
+    publisher.send(&publish("lasting/t", b"second", 1, false, 2));
+    assert_eq!(publisher.recv(), puback(2));
+    assert_eq!(third.recv_publish().payload, b"second");
+}
+
+/// A session lasts at least as long as its connection: `persistent_client_expiration`
+/// ends a stored session whose client is away, never one whose client is connected, however
+/// long it has been connected.
+#[test]
+fn a_connected_session_never_expires_mqtt_4_1_0_2() {
+    let broker = start_broker_with(Config {
+        persistent_client_expiration: Some(std::time::Duration::from_millis(100)),
+        sys_interval: std::time::Duration::ZERO,
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let (mut staying, _) = Raw::session(addr, "staying", false);
+    staying.subscribe_to("stay/t", 1);
+    let (mut leaving, _) = Raw::session(addr, "leaving", false);
+    leaving.send(&DISCONNECT);
+    leaving.closed();
+    // The expiry that ends "leaving" has seen "staying" connected for longer than the limit.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while broker.broker().stats().clients_expired == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing expired");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(broker.broker().stats().clients_expired, 1);
+    let mut publisher = Raw::connected(addr, "stay-pub");
+    publisher.send(&publish("stay/t", b"still here", 1, false, 1));
+    assert_eq!(publisher.recv(), puback(1));
+    assert_eq!(staying.recv_publish().payload, b"still here");
+    // And the session is still registered under its id: a new connection takes it over.
+    let (_successor, present) = Raw::session(addr, "staying", false);
+    assert!(present, "the connected session was not ended");
+}
+
+/// A message is put into the session of every client with a matching subscription,
+/// connected or away.
+#[test]
+fn a_message_goes_into_every_matching_session_connected_or_not_mqtt_4_5_0_1() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let (mut away, _) = Raw::session(addr, "receipt-away", false);
+    away.subscribe_to("receipt/+", 1);
+    away.send(&DISCONNECT);
+    away.closed();
+    let mut here = Raw::connected(addr, "receipt-here");
+    here.subscribe_to("receipt/#", 1);
+    let mut publisher = Raw::connected(addr, "receipt-pub");
+    publisher.send(&publish("receipt/t", b"for both", 1, false, 1));
+    assert_eq!(publisher.recv(), puback(1));
+    assert_eq!(here.recv_publish().payload, b"for both");
+    let (mut back, _) = Raw::session(addr, "receipt-away", false);
+    assert_eq!(back.recv_publish().payload, b"for both");
+}

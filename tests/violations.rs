@@ -335,3 +335,72 @@ fn wait_until(condition: impl Fn() -> bool) {
 fn unsubscribe_with_an_invalid_filter_closes_mqtt_4_7_1_3() {
     closes_without_reply("bad-unsub-filter", &unsubscribe(1, &["a+b"]));
 }
+
+#[test]
+fn a_topic_name_that_is_not_utf8_closes_mqtt_3_3_2_1() {
+    // Topic "a" then a lone continuation byte 0x80: not a UTF-8 string.
+    let body = [0x00, 0x02, b'a', 0x80];
+    closes_without_reply("topic-not-utf8", &packet(0x30, &body));
+}
+
+#[test]
+fn a_topic_name_with_a_multi_level_wildcard_closes_mqtt_4_7_1_1() {
+    closes_without_reply("hash-in-name", &publish("a/#", b"x", 1, false, 1));
+}
+
+#[test]
+fn a_subscribe_filter_that_is_not_utf8_closes_mqtt_3_8_3_1() {
+    // Packet Identifier 1, the filter "a" + 0xFF, Requested QoS 0.
+    let body = [0x00, 0x01, 0x00, 0x02, b'a', 0xFF, 0x00];
+    closes_without_reply("filter-not-utf8", &packet(0x82, &body));
+}
+
+#[test]
+fn an_unsubscribe_filter_that_is_not_utf8_closes_mqtt_3_10_3_1() {
+    // Packet Identifier 1, the filter "a" + 0xFF.
+    let body = [0x00, 0x01, 0x00, 0x02, b'a', 0xFF];
+    closes_without_reply("unsub-not-utf8", &packet(0xA2, &body));
+}
+
+#[test]
+fn a_subscribe_filter_with_a_null_character_closes_mqtt_4_7_3_2() {
+    closes_without_reply("nul-filter", &subscribe(1, &[("a/\0", 0)]));
+}
+
+#[test]
+fn a_will_flag_without_will_topic_and_message_is_closed_without_connack_mqtt_3_1_2_9() {
+    // Will Flag 1, but the payload ends after the Client Identifier.
+    assert_eq!(first_packet_answer(&connect_body(0x02 | 0x04, &[b"x"])), []);
+}
+
+#[test]
+fn a_password_without_its_flag_is_closed_without_connack_mqtt_3_1_2_20() {
+    // User Name Flag 1, Password Flag 0, and a password after the user name.
+    let bytes = connect_body(0x02 | 0x80, &[b"x", b"user", b"secret"]);
+    assert_eq!(first_packet_answer(&bytes), []);
+}
+
+#[test]
+fn a_password_flag_without_a_password_is_closed_without_connack_mqtt_3_1_2_21() {
+    // User Name Flag and Password Flag 1, but only the user name follows.
+    let bytes = connect_body(0x02 | 0x80 | 0x40, &[b"x", b"user"]);
+    assert_eq!(first_packet_answer(&bytes), []);
+}
+
+#[test]
+fn a_connect_without_a_client_id_is_closed_without_connack_mqtt_3_1_3_3() {
+    // The variable header ends the packet: no payload, so no Client Identifier.
+    assert_eq!(first_packet_answer(&connect_body(0x02, &[])), []);
+}
+
+#[test]
+fn a_will_topic_that_is_not_utf8_is_closed_without_connack_mqtt_3_1_3_10() {
+    let bytes = connect_body(0x02 | 0x04, &[b"x", &[b'w', 0xFF], b"m"]);
+    assert_eq!(first_packet_answer(&bytes), []);
+}
+
+#[test]
+fn a_user_name_that_is_not_utf8_is_closed_without_connack_mqtt_3_1_3_11() {
+    let bytes = connect_body(0x02 | 0x80, &[b"x", &[b'u', 0xFF]]);
+    assert_eq!(first_packet_answer(&bytes), []);
+}

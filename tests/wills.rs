@@ -77,6 +77,7 @@ fn the_will_is_published_when_the_connection_is_taken_over_mqtt_3_1_4_2() {
     expect_will(&mut watcher, "twin");
 }
 
+/// DISCONNECT removes the Will, which is then never published ([MQTT-3.1.2-10]).
 #[test]
 fn disconnect_discards_the_will_mqtt_3_14_4_3() {
     let broker = start_broker();
@@ -128,4 +129,68 @@ fn a_will_without_retain_is_not_kept_mqtt_3_1_2_16() {
     late.subscribe_to("will/#", 0);
     late.send(&PINGREQ);
     assert_eq!(late.recv(), PINGRESP, "no retained Will to send");
+}
+
+/// A Will is published once: the Clean Session 0 session it belonged to is resumed by a
+/// connection without a Will, and when that one drops too, nothing is published again.
+/// (Its other half, the Will removed by DISCONNECT, is `disconnect_discards_the_will`.)
+#[test]
+fn a_published_will_is_removed_from_the_session_mqtt_3_1_2_10() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut watcher = watcher(addr);
+    let mut first = connect_with_will("once", 0, "will/once", b"bye", 1, false);
+    first[9] &= !0x02; // Clean Session 0: the session outlives the connection
+    let mut raw = Raw::tcp(addr);
+    raw.send(&first);
+    assert_eq!(raw.recv(), CONNACK_ACCEPTED);
+    drop(raw);
+    expect_will(&mut watcher, "once");
+    // Resumed without a Will, then dropped again.
+    let (again, present) = Raw::session(addr, "once", false);
+    assert!(present);
+    drop(again);
+    // Connecting under the same id waits until the dropped connection's end is handled.
+    let (mut last, _) = Raw::session(addr, "once", false);
+    last.send(&DISCONNECT);
+    assert_eq!(last.closed(), []);
+    drop(with_will(addr, "marker", 0));
+    expect_will(&mut watcher, "marker");
+}
+
+#[test]
+fn a_connection_without_a_will_publishes_nothing_when_it_drops_mqtt_3_1_2_12() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut watcher = Raw::connected(addr, "watcher");
+    watcher.subscribe_to("#", 1);
+    let (quiet, _) = Raw::session(addr, "quiet", false);
+    drop(quiet);
+    // Connecting under the same id waits until the dropped connection's end is handled.
+    let (mut back, present) = Raw::session(addr, "quiet", false);
+    assert!(present);
+    back.send(&DISCONNECT);
+    assert_eq!(back.closed(), []);
+    drop(with_will(addr, "marker", 0));
+    expect_will(&mut watcher, "marker");
+}
+
+/// The payload's fields come in the order Client Identifier, Will Topic, Will Message,
+/// User Name, Password: read in that order, the Will is the one the client meant.
+#[test]
+fn the_connect_payload_is_read_in_its_fixed_order_mqtt_3_1_3_1() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut watcher = watcher(addr);
+    // Clean Session, Will Flag, Will QoS 1, Password Flag, User Name Flag.
+    let mut body = string(b"MQTT");
+    body.extend([4, 0x02 | 0x04 | 0x08 | 0x40 | 0x80, 0, 0]);
+    for field in [&b"ordered"[..], b"will/ordered", b"bye", b"user", b"secret"] {
+        body.extend(string(field));
+    }
+    let mut raw = Raw::tcp(addr);
+    raw.send(&packet(0x10, &body));
+    assert_eq!(raw.recv(), CONNACK_ACCEPTED);
+    drop(raw);
+    expect_will(&mut watcher, "ordered");
 }

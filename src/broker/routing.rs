@@ -19,7 +19,7 @@
 //! wake-ups instead of 12 800, and each writer sends its 50 messages in one system call.
 //!
 //! Every topic is an ordered topic ([MQTT-4.6.0-5]): one publisher's messages reach each
-//! subscriber's queue in the order they were received, and the queue is first in, first out.
+//! subscriber's queue in the order received, and leave it in that order ([MQTT-4.6.0-6]).
 //!
 //! The publisher never waits for a subscriber: `try_send` on a full queue fails at once, and
 //! the message is dropped *for that subscriber only* and counted. The payload and topic are

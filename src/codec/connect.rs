@@ -564,6 +564,8 @@ mod tests {
         );
     }
 
+    /// A CONNACK's reserved flag bits, and a return code beyond 5, which no server may send
+    /// ([MQTT-3.2.2-6]: with no code that fits it closes without a CONNACK), are malformed.
     #[test]
     fn connack_rejects_reserved_bits_and_codes() {
         assert_eq!(

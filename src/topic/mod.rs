@@ -154,6 +154,9 @@ mod tests {
         }
     }
 
+    /// An empty name ([MQTT-4.7.3-1]), a wildcard in a name ([MQTT-3.3.2-2],
+    /// [MQTT-4.7.1-1]) and U+0000 ([MQTT-4.7.3-2]) are refused here, whatever the string
+    /// decoder has already refused, so the rules hold for topics from anywhere.
     #[test]
     fn invalid_topic_names() {
         let table = [
