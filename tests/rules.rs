@@ -57,7 +57,6 @@ fn rules_md_is_what_the_code_says() {
 
 /// (b) of issue 16: a rule the code keeps has a test that says it checks it.
 #[test]
-#[ignore = "until the missing tests land"]
 fn every_rule_cited_in_src_is_named_by_a_test() {
     let index = Index::read();
     let mut untested: Vec<&String> = index
@@ -78,7 +77,6 @@ fn every_rule_cited_in_src_is_named_by_a_test() {
 
 /// (c) of issue 16: a rule a test checks is one the code says where it keeps.
 #[test]
-#[ignore = "until the missing tests land"]
 fn every_rule_a_test_names_is_cited_in_src() {
     let index = Index::read();
     let mut uncited: Vec<_> = index
@@ -116,7 +114,6 @@ fn rules_md_has_a_row_for_every_statement() {
 /// Every statement that binds the server is kept somewhere, or `NOT_KEPT` (in
 /// `tests/rule_index/mod.rs`) says why not.
 #[test]
-#[ignore = "until the missing citations land"]
 fn every_rule_of_the_server_is_kept_or_says_why() {
     let index = Index::read();
     let silent: Vec<&str> = index

@@ -122,6 +122,8 @@ mod tests {
         ("a/#", "a/$b", true), // '$' only matters at the start of the name
     ];
 
+    /// The table's rows include [MQTT-4.7.3-4]: levels compare byte for byte, with no
+    /// normalisation (`a/b` does not match `A/b`).
     #[test]
     fn matches_the_topic_table_mqtt_4_7_2_1() {
         for &(filter, name, expected) in MATCH_TABLE {

@@ -27,7 +27,7 @@ pub(crate) struct LevelTree<T> {
     root: Node<T>,
 }
 
-/// One level of a path: its value, and the levels below it by their exact text.
+/// One level of a path: its value, and the levels below by their bytes ([MQTT-4.7.3-4]).
 #[derive(Debug)]
 pub(crate) struct Node<T> {
     children: HashMap<Box<str>, Node<T>>,
