@@ -39,7 +39,7 @@ pub mod unsubscribe;
 use std::fmt;
 
 pub use connect::{Connack, Connect, ConnectReturnCode, ProtocolVersion, Will};
-pub use error::DecodeError;
+pub use error::{DecodeError, MalformedPacket};
 pub use frame::{
     holds_whole_packet, read_frame, read_frame_into, read_frame_of, Frame, FrameError,
 };
