@@ -63,6 +63,8 @@ pub struct Row {
     /// Where the field's first byte is in the input; `None` on a line that explains the
     /// bits or the bytes of the field above it.
     pub offset: Option<usize>,
+    /// How many bytes of the input the field takes (0 on a detail line).
+    pub len: usize,
     /// The field's bytes in hex, or the bits a detail line is about (`.... 0010`).
     pub bytes: String,
     pub field: String,
@@ -177,6 +179,7 @@ fn byte1_rows(byte1: u8, start: usize) -> Vec<Row> {
     };
     let mut rows = vec![Row {
         offset: Some(start),
+        len: 1,
         bytes: format!("{byte1:02x}"),
         field: "byte 1".into(),
         value: format!("{name}, flags {flags:04b}"),
@@ -243,6 +246,7 @@ fn remaining_length_rows(input: &[u8], at: usize, rows: &mut Vec<Row>) -> usize 
     };
     rows.push(Row {
         offset: Some(at),
+        len: used,
         bytes: hex(&input[at..at + used]),
         field: "Remaining Length".into(),
         value,
@@ -290,6 +294,7 @@ fn fixed_header_figure(packet_type: PacketType) -> &'static str {
 fn detail(bytes: String, field: &str, value: String, spec: &'static str) -> Row {
     Row {
         offset: None,
+        len: 0,
         bytes,
         field: format!("  {field}"),
         value,

@@ -22,6 +22,9 @@ use crate::codec::{
 /// How many bytes of a long field the table shows before `…`.
 const SHOWN_BYTES: usize = 8;
 
+/// How many characters of a long string the table shows before `…`.
+const SHOWN_CHARS: usize = 32;
+
 /// The walk through one packet's body.
 struct Walk<'a, 'r> {
     body: &'a [u8],
@@ -91,11 +94,7 @@ impl<'a> Walk<'a, '_> {
                 self.stop = name_at;
             }
         })?;
-        self.describe(format!(
-            "{level} = {} {}",
-            protocol.name(),
-            version(protocol)
-        ));
+        self.describe(format!("{level} = {}", version(protocol)));
         let flags_byte = self.u8("Connect Flags", "§3.1.2.3 Figure 3.4")?;
         self.describe(super::bits(flags_byte, 7, 0));
         self.connect_flag_rows(flags_byte);
@@ -306,6 +305,7 @@ impl<'a> Walk<'a, '_> {
         };
         self.rows.push(Row {
             offset: Some(self.base + at),
+            len: end - at,
             bytes: shown,
             field: field.to_owned(),
             value,
@@ -353,7 +353,7 @@ impl<'a> Walk<'a, '_> {
         let at = self.begin();
         let result = self.reader.utf8(field);
         let text = match &result {
-            Ok(text) => format!("{text:?}"),
+            Ok(text) => quoted(text),
             Err(DecodeError::InvalidUtf8 { at: bad, .. }) => {
                 self.stop = self.base + bad;
                 format!("not UTF-8 from offset {}", self.base + bad)
@@ -440,8 +440,16 @@ fn version(protocol: ProtocolVersion) -> &'static str {
 fn show_bytes(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(text) if !text.chars().any(char::is_control) => {
-            format!("{text:?} ({} bytes)", bytes.len())
+            format!("{} ({} bytes)", quoted(text), bytes.len())
         }
         _ => format!("{} bytes", bytes.len()),
+    }
+}
+
+/// A string for the value column, quoted, its end cut off if it is long.
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None => format!("{text:?}"),
     }
 }
