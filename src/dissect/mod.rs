@@ -53,7 +53,7 @@ pub use cli::run;
 pub use input::parse_hex;
 pub use table::render;
 
-use crate::codec::primitives::{read_remaining_length, MAX_REMAINING_LENGTH};
+use crate::codec::primitives::{read_remaining_length, LengthError, MAX_REMAINING_LENGTH};
 use crate::codec::publish::flag as publish_flag;
 use crate::codec::{read_frame, DecodeError, Frame, FrameError, Packet, PacketType};
 
@@ -242,7 +242,8 @@ fn remaining_length_rows(input: &[u8], at: usize, rows: &mut Vec<Row>) -> usize 
     let used = input.len() - at - rest.len();
     let value = match value {
         Ok(length) => format!("{length} bytes follow"),
-        Err(_) => "unreadable".to_owned(),
+        Err(LengthError::Malformed(_)) => "malformed: more than 4 bytes".to_owned(),
+        Err(LengthError::Io(_)) => "cut short: the input ends inside it".to_owned(),
     };
     rows.push(Row {
         offset: Some(at),

@@ -343,7 +343,13 @@ impl<'a> Walk<'a, '_> {
                 Ok(id) => id.to_string(),
                 Err(_) => "0: not allowed".to_owned(),
             };
-            self.row(at, at + 2, "Packet Identifier", value, "§2.3.1 Figure 2.3");
+            self.row(
+                at,
+                at + 2,
+                "Packet Identifier",
+                value,
+                packet_id_figure(packet),
+            );
         }
         result
     }
@@ -425,6 +431,23 @@ impl<'a> Walk<'a, '_> {
             self.row(at, end, "unexpected bytes", value, "§2.2.3");
         }
         result
+    }
+}
+
+/// Where the standard draws the Packet Identifier of `packet` (§2.3.1 defines it).
+fn packet_id_figure(packet: PacketType) -> &'static str {
+    use PacketType::*;
+    match packet {
+        Publish => "§3.3.2.2, §2.3.1",
+        Puback => "§3.4.2 Figure 3.13",
+        Pubrec => "§3.5.2 Figure 3.15",
+        Pubrel => "§3.6.2 Figure 3.17",
+        Pubcomp => "§3.7.2 Figure 3.19",
+        Subscribe => "§3.8.2 Figure 3.21",
+        Suback => "§3.9.2 Figure 3.25",
+        Unsubscribe => "§3.10.2 Figure 3.29",
+        Unsuback => "§3.11.2 Figure 3.32",
+        _ => "§2.3.1 Figure 2.3",
     }
 }
 
