@@ -55,6 +55,7 @@ fn push_hex(hex: &str, out: &mut Vec<u8>) -> Result<(), String> {
             return Err(format!("{word:?} ends in the middle of a byte"));
         }
     }
+    // Every word had an even number of digits, so every chunk is a pair.
     out.extend(digits.chunks(2).map(|pair| pair[0] << 4 | pair[1]));
     Ok(())
 }
