@@ -482,6 +482,10 @@ fn input_that_ends_inside_a_packet_is_incomplete_not_malformed() {
         one(&[0x30, 0x80]).outcome,
         Outcome::Incomplete { .. }
     ));
+    // The fields that did arrive are shown: here the Topic Name's length, not its text.
+    let cut = one(&parse_hex("30 0a 00 05 61").unwrap());
+    assert_eq!(at(&cut, "Topic Name length"), (Some(2), "5".into()));
+    assert!(cut.rows.iter().all(|r| r.field != "Topic Name"));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -132,21 +132,28 @@ fn dissect_one(input: &[u8], start: usize) -> Dissection {
     let len = input.len() - start - rest.len();
     let byte1 = input[start];
     let mut rows = byte1_rows(byte1, start);
-    let length_bytes = remaining_length_rows(input, start + 1, &mut rows);
+    let (length_bytes, length_read) = remaining_length_rows(input, start + 1, &mut rows);
+    let body_start = start + 1 + length_bytes;
     let outcome = match framed {
-        Ok(frame) => body_outcome(&frame, start, start + 1 + length_bytes, &mut rows),
+        Ok(frame) => body_outcome(&frame, start, body_start, &mut rows),
         // A fifth length byte: decoding stopped on the fourth, whose bit 7 asks for more.
         Err(FrameError::Malformed(error)) => Outcome::Refused {
             at: start + length_bytes,
             error,
         },
         // The only other way a frame read from memory fails: the input ends inside it.
-        Err(other) => Outcome::Incomplete {
-            message: match other {
-                FrameError::Io(e) => e.to_string(),
-                other => format!("{other:?}"),
-            },
-        },
+        Err(other) => {
+            if length_read {
+                // Show the fields that did arrive. Only rows: the verdict is the framer's.
+                let _ = walk::walk(byte1, &input[body_start..], start, body_start, &mut rows);
+            }
+            Outcome::Incomplete {
+                message: match other {
+                    FrameError::Io(e) => e.to_string(),
+                    other => format!("{other:?}"),
+                },
+            }
+        }
     };
     Dissection {
         start,
@@ -238,11 +245,13 @@ fn publish_flag_rows(byte1: u8) -> Vec<Row> {
 
 /// The Remaining Length (§2.2.3), one row with the value the codec reads and one per
 /// byte: 7 bits of the value each, least significant first, bit 7 set when more follow.
-/// Returns how many bytes it takes (up to 4; all that is there if the input ends first).
-fn remaining_length_rows(input: &[u8], at: usize, rows: &mut Vec<Row>) -> usize {
+/// Returns how many bytes it takes (up to 4; all that is there if the input ends first),
+/// and whether a length could be read from them.
+fn remaining_length_rows(input: &[u8], at: usize, rows: &mut Vec<Row>) -> (usize, bool) {
     let mut rest = &input[at..];
     let value = read_remaining_length(&mut rest);
     let used = input.len() - at - rest.len();
+    let read = value.is_ok();
     let value = match value {
         Ok(length) => format!("{length} bytes follow"),
         Err(LengthError::Malformed(_)) => "malformed: more than 4 bytes".to_owned(),
@@ -270,7 +279,7 @@ fn remaining_length_rows(input: &[u8], at: usize, rows: &mut Vec<Row>) -> usize 
         rows.push(detail(shown, &field, value, ""));
         multiplier *= 128;
     }
-    used
+    (used, read)
 }
 
 /// The figure that draws the fixed header of `packet_type`.
