@@ -14,6 +14,7 @@ mqttd — an MQTT 3.1.1 broker to read alongside the specification
 
 Usage: mqttd [-c FILE] [--bind ADDR] [-p|--port N] [-v|--verbose] [limits]
        mqttd passwd [-c | -D] [-b] passwordfile username [password]   (see mqttd passwd -h)
+       mqttd decode [HEX... | --file FILE]   take packets apart (see mqttd decode -h)
 
 Options:
   -c, --config FILE        read a Mosquitto configuration file (see mqttd.conf); the
@@ -178,6 +179,10 @@ fn main() -> ExitCode {
     // to `mosquitto`: it edits a password file and exits, and starts no broker.
     if args.first().is_some_and(|first| first == "passwd") {
         return mqttd::passwords::run(&args[1..]);
+    }
+    // `mqttd decode …` takes bytes apart with the broker's own decoder, and exits.
+    if args.first().is_some_and(|first| first == "decode") {
+        return mqttd::dissect::run(&args[1..]);
     }
     let args = match parse_args(args.into_iter()) {
         Ok(Some(args)) => args,

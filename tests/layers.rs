@@ -37,18 +37,21 @@ const LAYERS: &[&[&str]] = &[
     //    names and filters (to validate and match them); the transport knows the listener
     //    settings it is built from. Nothing else.
     &["codec", "acl", "transport"],
-    // 2: the queues between a publisher's thread and a subscriber's. May know packets.
+    // 2: `mqttd decode`, which takes bytes apart with the codec's own readers and checks.
+    //    It knows packets (and so topics), nothing of sessions, the broker or sockets.
+    &["dissect"],
+    // 3: the queues between a publisher's thread and a subscriber's. May know packets.
     &["mailbox"],
-    // 3: one client's state and what its packets do; and the journal, which writes what
+    // 4: one client's state and what its packets do; and the journal, which writes what
     //    sessions and retained messages are made of. May know mailboxes, packets, topics.
     &["session", "persistence"],
-    // 4: the state all clients share: sessions by client, subscriptions, retained messages.
+    // 5: the state all clients share: sessions by client, subscriptions, retained messages.
     &["broker"],
-    // 5: the protocol steps that tie a connection's packets to the broker and a session.
+    // 6: the protocol steps that tie a connection's packets to the broker and a session.
     &["protocol"],
-    // 6: one client's threads: handshake, reader, writer, teardown. May know the protocol.
+    // 7: one client's threads: handshake, reader, writer, teardown. May know the protocol.
     &["connection"],
-    // 7: the listening socket, the acceptor thread, starting and stopping.
+    // 8: the listening socket, the acceptor thread, starting and stopping.
     &["server"],
 ];
 

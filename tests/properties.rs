@@ -1,16 +1,24 @@
 //! Properties of the codec over many generated inputs (proptest):
 //! - every packet mqttd can represent survives encode → decode unchanged;
 //! - arbitrary bytes never make the decoder panic, and the frame reader never takes more
-//!   bytes off the stream than the packet it reports.
+//!   bytes off the stream than the packet it reports;
+//! - `mqttd decode` (src/dissect/) agrees with the broker's reading on every input: valid
+//!   packets, several in a row, valid packets with a byte changed or cut short, and random
+//!   bytes. Same packets, same values, same refusals with the same error, same place to
+//!   stop: the proof that the dissector has not drifted from the codec.
 
 use std::sync::Arc;
 
+use mqttd::codec::primitives::MAX_REMAINING_LENGTH;
 use mqttd::codec::subscribe::SubscribeRequest;
+use mqttd::codec::FrameError;
 use mqttd::codec::{
     read_frame, Connack, Connect, ConnectReturnCode, Packet, ProtocolVersion, Publish, QoS, Suback,
     Subscribe, SubscribeReturnCode, Unsubscribe, Will,
 };
+use mqttd::dissect::{dissect, Outcome};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 fn qos() -> impl Strategy<Value = QoS> {
     prop_oneof![
@@ -178,8 +186,72 @@ fn any_packet() -> impl Strategy<Value = Packet> {
     ]
 }
 
+/// Checks that `dissect(data)` says what the broker's own reading says, packet by packet:
+/// `read_frame`, then `Packet::decode`, stopping where a connection would be closed.
+fn dissector_agrees_with_the_broker(data: &[u8]) -> Result<(), TestCaseError> {
+    let packets = dissect(data);
+    let mut stream = data;
+    for packet in &packets {
+        prop_assert_eq!(packet.start, data.len() - stream.len());
+        let framed = read_frame(&mut stream, MAX_REMAINING_LENGTH);
+        match (&packet.outcome, framed) {
+            (Outcome::Decoded(p), Ok(frame)) => prop_assert_eq!(frame.decode(), Ok(p.clone())),
+            (Outcome::Refused { error, .. }, Ok(frame)) => {
+                prop_assert_eq!(frame.decode(), Err(error.clone()))
+            }
+            (Outcome::Refused { error, .. }, Err(FrameError::Malformed(e))) => {
+                prop_assert_eq!(error, &e)
+            }
+            (Outcome::Incomplete { .. }, Err(FrameError::Io(_))) => {}
+            (outcome, framed) => {
+                prop_assert!(false, "dissector: {:?}, broker: {:?}", outcome, framed)
+            }
+        }
+    }
+    // It goes on exactly as long as the broker would: to the end, unless a packet is refused.
+    match packets.last().map(|p| &p.outcome) {
+        None => prop_assert!(data.is_empty()),
+        Some(Outcome::Decoded(_)) => prop_assert!(stream.is_empty()),
+        Some(_) => {}
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn the_dissector_agrees_with_the_codec_on_valid_packets(
+        packets in prop::collection::vec(any_packet(), 1..4),
+    ) {
+        let bytes: Vec<u8> = packets.iter().flat_map(Packet::to_bytes).collect();
+        let dissected = dissect(&bytes);
+        let decoded: Vec<&Outcome> = dissected.iter().map(|d| &d.outcome).collect();
+        let want: Vec<Outcome> = packets.into_iter().map(Outcome::Decoded).collect();
+        prop_assert_eq!(decoded, want.iter().collect::<Vec<_>>());
+        dissector_agrees_with_the_broker(&bytes)?;
+    }
+
+    #[test]
+    fn the_dissector_agrees_with_the_codec_on_changed_and_cut_packets(
+        packet in any_packet(),
+        at in any::<usize>(),
+        byte in any::<u8>(),
+        cut in any::<usize>(),
+    ) {
+        let mut bytes = packet.to_bytes();
+        let len = bytes.len();
+        bytes[at % len] = byte;
+        dissector_agrees_with_the_broker(&bytes)?;
+        dissector_agrees_with_the_broker(&bytes[..cut % len])?;
+    }
+
+    #[test]
+    fn the_dissector_agrees_with_the_codec_on_arbitrary_bytes(
+        data in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        dissector_agrees_with_the_broker(&data)?;
+    }
 
     #[test]
     fn every_packet_survives_encode_then_decode(packet in any_packet()) {

@@ -24,8 +24,8 @@
 use std::fmt;
 
 use super::primitives::{field_len, put_binary, put_u16, put_utf8, Reader};
+use super::publish::validate_topic_name;
 use super::{put_fixed_header, DecodeError, PacketType, QoS};
-use crate::topic;
 
 /// The protocol revisions this broker speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ impl ProtocolVersion {
     }
 
     /// Recognises the Protocol Name and Level, before anything else of the CONNECT is read.
-    fn identify(name: &str, level: u8) -> Result<ProtocolVersion, DecodeError> {
+    pub fn identify(name: &str, level: u8) -> Result<ProtocolVersion, DecodeError> {
         match (name, level) {
             ("MQTT", 4) => Ok(ProtocolVersion::V3_1_1),
             ("MQIsdp", 3) => Ok(ProtocolVersion::V3_1),
@@ -96,7 +96,7 @@ pub struct Connect {
 }
 
 /// Bits of the Connect Flags byte (§3.1.2.3, Figure 3.4).
-mod flag {
+pub mod flag {
     pub const USER_NAME: u8 = 0b1000_0000;
     pub const PASSWORD: u8 = 0b0100_0000;
     pub const WILL_RETAIN: u8 = 0b0010_0000;
@@ -108,15 +108,16 @@ mod flag {
 }
 
 /// The Connect Flags, checked and unpacked.
-struct ConnectFlags {
-    user_name: bool,
-    password: bool,
-    /// `Some` when the Will Flag is set.
-    will: Option<(QoS, bool)>,
-    clean_session: bool,
+pub struct ConnectFlags {
+    pub user_name: bool,
+    pub password: bool,
+    /// `Some` when the Will Flag is set: the Will QoS and Will Retain.
+    pub will: Option<(QoS, bool)>,
+    pub clean_session: bool,
 }
 
-fn validate_connect_flags(byte: u8) -> Result<ConnectFlags, DecodeError> {
+/// Checks the Connect Flags byte against §3.1.2.3 and unpacks it.
+pub fn validate_connect_flags(byte: u8) -> Result<ConnectFlags, DecodeError> {
     // [MQTT-3.1.2-3] the reserved bit must be 0.
     if byte & flag::RESERVED != 0 {
         return Err(DecodeError::ReservedConnectFlag);
@@ -244,8 +245,7 @@ fn decode_will(r: &mut Reader<'_>, qos: QoS, retain: bool) -> Result<Will, Decod
     // published, so it may not be empty or carry wildcards.
     let field = "Will Topic";
     let topic = r.utf8(field)?;
-    topic::validate_topic_name(topic)
-        .map_err(|error| DecodeError::InvalidTopicName { field, error })?;
+    validate_topic_name(field, topic)?;
     let message = r.binary("Will Message")?.to_vec();
     Ok(Will {
         topic: topic.to_owned(),
@@ -305,7 +305,8 @@ pub enum ConnectReturnCode {
 }
 
 impl ConnectReturnCode {
-    fn from_byte(byte: u8) -> Result<ConnectReturnCode, DecodeError> {
+    /// The code for a byte of Table 3.1; 6 to 255 are reserved ([MQTT-3.2.2-6]).
+    pub fn from_byte(byte: u8) -> Result<ConnectReturnCode, DecodeError> {
         use ConnectReturnCode::*;
         Ok(match byte {
             0 => Accepted,
@@ -343,13 +344,10 @@ const SESSION_PRESENT: u8 = 0b0000_0001;
 
 impl Connack {
     pub fn decode(r: &mut Reader<'_>) -> Result<Connack, DecodeError> {
-        let flags = r.u8("Connect Acknowledge Flags")?;
-        if flags & !SESSION_PRESENT != 0 {
-            return Err(DecodeError::InvalidConnackFlags(flags));
-        }
+        let session_present = session_present(r.u8("Connect Acknowledge Flags")?)?;
         let code = ConnectReturnCode::from_byte(r.u8("Connect Return Code")?)?;
         Ok(Connack {
-            session_present: flags & SESSION_PRESENT != 0,
+            session_present,
             code,
         })
     }
@@ -363,6 +361,15 @@ impl Connack {
         });
         out.push(self.code as u8);
     }
+}
+
+/// Reads Session Present from the Connect Acknowledge Flags, whose bits 7-1 must be 0
+/// (§3.2.2.1).
+pub fn session_present(flags: u8) -> Result<bool, DecodeError> {
+    if flags & !SESSION_PRESENT != 0 {
+        return Err(DecodeError::InvalidConnackFlags(flags));
+    }
+    Ok(flags & SESSION_PRESENT != 0)
 }
 
 impl fmt::Display for Connack {

@@ -171,3 +171,21 @@ impl fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
+
+impl DecodeError {
+    /// The words the broker logs when it closes a connection for this error
+    /// (`protocol::close`), also printed by `mqttd decode`: one wording for both.
+    pub fn as_close_reason(&self) -> MalformedPacket<'_> {
+        MalformedPacket(self)
+    }
+}
+
+/// A [`DecodeError`] as a close reason: `malformed packet [MQTT-3.1.2-3]: reserved bit 0 of
+/// the Connect Flags is set`.
+pub struct MalformedPacket<'a>(&'a DecodeError);
+
+impl fmt::Display for MalformedPacket<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed packet {}: {}", self.0.rule(), self.0)
+    }
+}

@@ -39,7 +39,7 @@ pub mod unsubscribe;
 use std::fmt;
 
 pub use connect::{Connack, Connect, ConnectReturnCode, ProtocolVersion, Will};
-pub use error::DecodeError;
+pub use error::{DecodeError, MalformedPacket};
 pub use frame::{
     holds_whole_packet, read_frame, read_frame_into, read_frame_of, Frame, FrameError,
 };
@@ -232,16 +232,7 @@ impl Packet {
     /// site for decoding.
     pub fn decode(byte1: u8, body: &[u8]) -> Result<Packet, DecodeError> {
         let packet_type = PacketType::from_byte1(byte1)?;
-        let flags = byte1 & 0x0F;
-        // [MQTT-2.2.2-2] a reserved flag nibble with the wrong value closes the connection.
-        if let Some(required) = packet_type.required_flags() {
-            if flags != required {
-                return Err(DecodeError::InvalidFlags {
-                    packet: packet_type,
-                    flags,
-                });
-            }
-        }
+        let flags = validate_flags(packet_type, byte1)?;
         let mut reader = primitives::Reader::new(body);
         let packet = match packet_type {
             PacketType::Connect => Packet::Connect(Box::new(Connect::decode(&mut reader)?)),
@@ -315,6 +306,22 @@ impl fmt::Display for Packet {
             }
         }
     }
+}
+
+/// Returns the flag nibble of byte 1 (bits 3-0), checked against Table 2.2 for every type
+/// but PUBLISH, whose nibble `Publish::decode` reads as DUP, QoS and RETAIN.
+pub fn validate_flags(packet_type: PacketType, byte1: u8) -> Result<u8, DecodeError> {
+    let flags = byte1 & 0x0F;
+    // [MQTT-2.2.2-2] a reserved flag nibble with the wrong value closes the connection.
+    if let Some(required) = packet_type.required_flags() {
+        if flags != required {
+            return Err(DecodeError::InvalidFlags {
+                packet: packet_type,
+                flags,
+            });
+        }
+    }
+    Ok(flags)
 }
 
 /// Writes byte 1 and the Remaining Length: the start of every encoded packet.

@@ -18,7 +18,7 @@ use super::{put_fixed_header, DecodeError, PacketId, PacketType, QoS};
 use crate::topic;
 
 /// Bits of byte 1 of a PUBLISH (§3.3.1).
-mod flag {
+pub mod flag {
     pub const DUP: u8 = 0b1000;
     pub const QOS: u8 = 0b0110;
     pub const QOS_SHIFT: u32 = 1;
@@ -41,20 +41,11 @@ pub struct Publish {
 
 impl Publish {
     pub fn decode(flags: u8, r: &mut Reader<'_>) -> Result<Publish, DecodeError> {
-        let dup = flags & flag::DUP != 0;
-        // [MQTT-3.3.1-4] both QoS bits set is malformed.
-        let qos = QoS::from_bits((flags & flag::QOS) >> flag::QOS_SHIFT)
-            .ok_or(DecodeError::PublishQos3)?;
-        // [MQTT-3.3.1-2] DUP must be 0 on QoS 0.
-        if dup && qos == QoS::AtMostOnce {
-            return Err(DecodeError::DupOnQos0);
-        }
-        let retain = flags & flag::RETAIN != 0;
+        let PublishFlags { dup, qos, retain } = validate_publish_flags(flags)?;
         // [MQTT-3.3.2-1] the Topic Name is a UTF-8 string; [MQTT-3.3.2-2] without wildcards.
         let field = "Topic Name";
         let topic = r.utf8(field)?;
-        topic::validate_topic_name(topic)
-            .map_err(|error| DecodeError::InvalidTopicName { field, error })?;
+        validate_topic_name(field, topic)?;
         let packet_id = match qos {
             QoS::AtMostOnce => None,
             _ => Some(r.packet_id(PacketType::Publish)?),
@@ -95,6 +86,34 @@ impl Publish {
         }
         out.extend_from_slice(&self.payload);
     }
+}
+
+/// The flag nibble of a PUBLISH's byte 1, unpacked (§3.3.1).
+pub struct PublishFlags {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+}
+
+/// Checks the flag nibble of a PUBLISH (bits 3-0 of byte 1) and unpacks it.
+pub fn validate_publish_flags(flags: u8) -> Result<PublishFlags, DecodeError> {
+    let dup = flags & flag::DUP != 0;
+    // [MQTT-3.3.1-4] both QoS bits set is malformed.
+    let qos =
+        QoS::from_bits((flags & flag::QOS) >> flag::QOS_SHIFT).ok_or(DecodeError::PublishQos3)?;
+    // [MQTT-3.3.1-2] DUP must be 0 on QoS 0.
+    if dup && qos == QoS::AtMostOnce {
+        return Err(DecodeError::DupOnQos0);
+    }
+    let retain = flags & flag::RETAIN != 0;
+    Ok(PublishFlags { dup, qos, retain })
+}
+
+/// Checks that `topic`, read from the string field `field` (a PUBLISH's Topic Name or a
+/// CONNECT's Will Topic), is a topic *name*: not empty, no wildcards (§4.7).
+pub fn validate_topic_name(field: &'static str, topic: &str) -> Result<(), DecodeError> {
+    topic::validate_topic_name(topic)
+        .map_err(|error| DecodeError::InvalidTopicName { field, error })
 }
 
 impl fmt::Display for Publish {

@@ -40,11 +40,8 @@ impl Subscribe {
         while r.remaining() > 0 {
             // [MQTT-3.8.3-1] each filter is a UTF-8 string; §4.7 says what a valid one is.
             let filter = r.utf8("Topic Filter")?;
-            topic::validate_topic_filter(filter)
-                .map_err(|error| DecodeError::InvalidTopicFilter { error })?;
-            let qos_byte = r.u8("Requested QoS")?;
-            // [MQTT-3-8.3-4] reserved bits 7-2 must be 0, and 3 is not a QoS.
-            let qos = QoS::from_bits(qos_byte).ok_or(DecodeError::InvalidRequestedQos(qos_byte))?;
+            validate_topic_filter(filter)?;
+            let qos = requested_qos(r.u8("Requested QoS")?)?;
             requests.push(SubscribeRequest {
                 filter: filter.to_owned(),
                 qos,
@@ -108,7 +105,8 @@ impl SubscribeReturnCode {
         }
     }
 
-    fn from_byte(byte: u8) -> Result<SubscribeReturnCode, DecodeError> {
+    /// The return code for a byte of a SUBACK's payload.
+    pub fn from_byte(byte: u8) -> Result<SubscribeReturnCode, DecodeError> {
         // [MQTT-3.9.3-2] only 0x00, 0x01, 0x02 and 0x80 exist.
         match (byte, QoS::from_bits(byte)) {
             (_, Some(qos)) => Ok(SubscribeReturnCode::Granted(qos)),
@@ -144,6 +142,17 @@ impl Suback {
         put_u16(out, self.packet_id);
         out.extend(self.return_codes.iter().map(|code| code.to_byte()));
     }
+}
+
+/// Checks a Topic Filter of a SUBSCRIBE or UNSUBSCRIBE against §4.7.
+pub fn validate_topic_filter(filter: &str) -> Result<(), DecodeError> {
+    topic::validate_topic_filter(filter).map_err(|error| DecodeError::InvalidTopicFilter { error })
+}
+
+/// The QoS of a SUBSCRIBE's Requested QoS byte (§3.8.3, Figure 3.22).
+pub fn requested_qos(byte: u8) -> Result<QoS, DecodeError> {
+    // [MQTT-3-8.3-4] reserved bits 7-2 must be 0, and 3 is not a QoS.
+    QoS::from_bits(byte).ok_or(DecodeError::InvalidRequestedQos(byte))
 }
 
 impl fmt::Display for Suback {

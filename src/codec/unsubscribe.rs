@@ -9,8 +9,8 @@
 use std::fmt;
 
 use super::primitives::{field_len, put_u16, put_utf8, Reader};
+use super::subscribe::validate_topic_filter;
 use super::{put_fixed_header, DecodeError, PacketId, PacketType};
-use crate::topic;
 
 /// A decoded UNSUBSCRIBE packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,8 +27,7 @@ impl Unsubscribe {
         while r.remaining() > 0 {
             // [MQTT-3.10.3-1] UTF-8 strings; an invalid filter is a protocol violation.
             let filter = r.utf8("Topic Filter")?;
-            topic::validate_topic_filter(filter)
-                .map_err(|error| DecodeError::InvalidTopicFilter { error })?;
+            validate_topic_filter(filter)?;
             filters.push(filter.to_owned());
         }
         // [MQTT-3.10.3-2] at least one filter.

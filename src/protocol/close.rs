@@ -116,7 +116,7 @@ impl fmt::Display for CloseReason {
                 f,
                 "[MQTT-3.1.2-24] nothing received for 1.5 x Keep Alive ({keep_alive} s)"
             ),
-            CloseReason::Malformed(e) => write!(f, "malformed packet {}: {e}", e.rule()),
+            CloseReason::Malformed(e) => e.as_close_reason().fmt(f),
             CloseReason::TooLarge {
                 remaining_length,
                 limit,
