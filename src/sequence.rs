@@ -23,7 +23,8 @@
 //! |-----------------------------------------------------------|----------------|
 //! | `client "ID" <- PACKET` (debug)                           | `ID->>mqttd: PACKET` |
 //! | `client "ID" -> PACKET` (debug)                           | `mqttd->>ID: PACKET` |
-//! | `client "ID" connected from PEER (…, session_present=1)`  | a note: the session was resumed |
+//! | `client "ID" -> CONNACK session_present=1 …` (debug)       | the arrow, and a note: the session was resumed |
+//! | `client "ID" connected from PEER (…)`                     | nothing: it names a client that sent an empty identifier |
 //! | `client "ID" took over an existing connection`            | a note |
 //! | `client "ID" disconnected: REASON`, `… closed: REASON`    | a note with the reason, naming the rule |
 //! | `client "ID" refused with …`, `client "ID" (user …) … refused with …` | a note |
@@ -239,15 +240,8 @@ impl<W: Write> Diagram<W> {
         };
         match line {
             Line::Received { client, packet } => self.received(client, packet),
-            Line::Sent { client, packet } => {
-                let client = self.name_of(client);
-                self.draw(client, Mark::ToClient, packet)
-            }
-            Line::Connected {
-                client,
-                peer,
-                details,
-            } => self.connected(client, peer, details),
+            Line::Sent { client, packet } => self.sent(client, packet),
+            Line::Connected { client, peer, .. } => self.connected(client, peer),
             Line::Ended { client, text } => {
                 let name = self.name_of(client);
                 self.addresses.remove(client);
@@ -280,18 +274,28 @@ impl<W: Write> Diagram<W> {
         }
     }
 
-    /// A client is connected: its address is no longer its name; its CONNECT, if held,
-    /// is drawn now; a resumed session gets a note.
-    fn connected(&mut self, client: &str, peer: &str, details: &str) -> io::Result<()> {
+    /// A packet to a client. A CONNACK with Session Present 1 gets a note: the session
+    /// was resumed. (The note hangs on the CONNACK rather than on the `connected` line,
+    /// which the handshake thread logs while the writer thread may already be logging the
+    /// CONNACK: the packet's line keeps the note in its place.)
+    fn sent(&mut self, client: &str, packet: &str) -> io::Result<()> {
+        let client = self.name_of(client);
+        self.draw(client.clone(), Mark::ToClient, packet)?;
+        if packet.starts_with("CONNACK session_present=1 ") {
+            let note = "session resumed (session_present=1): its subscriptions and queued messages are back";
+            self.draw(client, Mark::Note, note)?;
+        }
+        Ok(())
+    }
+
+    /// A client is connected: its address is no longer its name, and its CONNECT, if
+    /// held, is drawn now.
+    fn connected(&mut self, client: &str, peer: &str) -> io::Result<()> {
         self.addresses.remove(peer);
         if let Some(connect) = self.unnamed.remove(peer) {
             // Written at once, declaring the client: its held lines can follow.
             self.write(client, Mark::FromClient, &connect)?;
             self.release_held()?;
-        }
-        if details.ends_with("session_present=1") {
-            let note = format!("session resumed ({details})");
-            self.draw(client.to_owned(), Mark::Note, &note)?;
         }
         Ok(())
     }
@@ -548,10 +552,13 @@ mod tests {
     fn notes_a_resumed_session_and_a_will() {
         let text = diagram(&[
             r#"client "s" connected from 127.0.0.1:5 (MQTT/4, clean_session=0, keep_alive=60, session_present=1)"#,
+            r#"client "s" -> CONNACK session_present=1 code=0x00 (accepted)"#,
             r#"client "s" closed: protocol violation [MQTT-3.8.3-1]: SUBSCRIBE with no topic filter"#,
             r#"client "s": publishing its Will to "w/t""#,
         ]);
-        assert!(text.contains("Note over c1: session resumed (MQTT/4, clean_session=0, keep_alive=60, session_present=1)\n"));
+        assert!(text.contains(
+            "    broker->>c1: CONNACK session_present=1 code=0x00 (accepted)\n    Note over c1: session resumed (session_present=1)"
+        ));
         assert!(text.contains("Note over c1: closed: protocol violation [MQTT-3.8.3-1]: SUBSCRIBE with no topic filter\n"));
         assert!(text.contains("Note over c1: publishing its Will to \"w/t\"\n"));
     }
