@@ -162,7 +162,7 @@ fn a_resumed_session_a_will_and_a_broken_rule_are_notes() {
     let (mut again, present) = Raw::session(addr, "seq-resumed", false);
     assert!(present);
     again.send(&DISCONNECT);
-    let lines = wait_for_lifeline("seq-resumed", 7);
+    let lines = wait_for_lifeline("seq-resumed", 8);
     // Right under the CONNACK that says so (a takeover note may come before it, should
     // the first connection not be quite gone yet).
     let connack = lines
