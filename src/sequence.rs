@@ -244,7 +244,9 @@ impl<W: Write> Diagram<W> {
             Line::Connected { client, peer, .. } => self.connected(client, peer),
             Line::Ended { client, text } => {
                 let name = self.name_of(client);
-                self.addresses.remove(client);
+                // Its address no longer stands for it, whichever name the line used (a
+                // refused user is named by its Client Identifier, its CONNACK by address).
+                self.addresses.retain(|_, id| *id != name);
                 self.draw_unnamed_connect(client)?;
                 self.draw(name, Mark::Note, text)
             }
@@ -573,6 +575,13 @@ mod tests {
         assert!(!text.contains("participant c2"), "one lifeline: {text}");
         assert!(text.contains("broker->>c1: CONNACK session_present=0 code=0x05"));
         assert!(text.contains("Note over c1: (user \"u\") from 127.0.0.1:5"));
+        // The address is free again: what is logged of it next is not `x`'s.
+        let text = diagram(&[
+            r#"client "127.0.0.1:5" <- CONNECT client_id="x" protocol=MQTT/4 clean_session=1 keep_alive=60 username="u" password=****"#,
+            r#"client "x" (user "u") from 127.0.0.1:5 refused with 0x05 (not authorized): no such user"#,
+            r#"client "127.0.0.1:5" closed: malformed packet"#,
+        ]);
+        assert!(text.contains("participant c2 as 127.0.0.1:5\n"), "{text}");
     }
 
     #[test]
