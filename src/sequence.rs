@@ -13,7 +13,7 @@
 //! Reading log lines looks fragile, and would be for any other program. Here the wording
 //! of the debug log is a contract already: it is what the learner reads (README, "Read the
 //! logs"; every chapter of `walkthrough/` quotes it), so the diagram shows *exactly* the
-//! text of the log line, `PUBLISH "hoge/fuga" qos 2 retain=0 dup=0 id=1 (4 bytes)`, and
+//! text of the log line, `PUBLISH "hoge/fuga" qos 2 id=1 retain=0 dup=0 (4 bytes)`, and
 //! a learner can go from an arrow to the line and back. Should the wording change,
 //! `tests/sequence.rs` runs a broker with the recorder installed and fails.
 //!
@@ -21,8 +21,8 @@
 //!
 //! | log line                                                  | in the diagram |
 //! |-----------------------------------------------------------|----------------|
-//! | `client "ID" <- PACKET` (debug)                           | `ID->>mqttd: PACKET` |
-//! | `client "ID" -> PACKET` (debug)                           | `mqttd->>ID: PACKET` |
+//! | `client "ID" <- PACKET` (debug)                           | `c1->>broker: PACKET` (`c1` is ID's alias) |
+//! | `client "ID" -> PACKET` (debug)                           | `broker->>c1: PACKET` |
 //! | `client "ID" -> CONNACK session_present=1 …` (debug)       | the arrow, and a note: the session was resumed |
 //! | `client "ID" connected from PEER (…)`                     | nothing: it names a client that sent an empty identifier |
 //! | `client "ID" took over an existing connection`            | a note |
@@ -40,7 +40,8 @@
 //! ## Why append, line by line
 //!
 //! The file starts with its header (`sequenceDiagram` and the broker's participant) and
-//! each line is written and flushed as it happens, in one `write` call. Mermaid needs no
+//! each line is written and flushed as it happens, with one `write_all` (so one `write`
+//! system call on a file, short of a full disk). Mermaid needs no
 //! closing line, and a participant is declared on the line before its first arrow, so the
 //! file is a complete diagram whenever a learner opens it, even if the broker is killed
 //! with SIGKILL. (Rewriting the whole file when the broker stops would lose it all then.)
