@@ -556,13 +556,14 @@ mod tests {
         let text = diagram(&[
             r#"client "s" connected from 127.0.0.1:5 (MQTT/4, clean_session=0, keep_alive=60, session_present=1)"#,
             r#"client "s" -> CONNACK session_present=1 code=0x00 (accepted)"#,
-            r#"client "s" closed: protocol violation [MQTT-3.8.3-1]: SUBSCRIBE with no topic filter"#,
+            r#"client "s" closed: protocol violation §3.1.4: no CONNECT within 10s"#,
             r#"client "s": publishing its Will to "w/t""#,
         ]);
         assert!(text.contains(
             "    broker->>c1: CONNACK session_present=1 code=0x00 (accepted)\n    Note over c1: session resumed (session_present=1)"
         ));
-        assert!(text.contains("Note over c1: closed: protocol violation [MQTT-3.8.3-1]: SUBSCRIBE with no topic filter\n"));
+        assert!(text
+            .contains("Note over c1: closed: protocol violation §3.1.4: no CONNECT within 10s\n"));
         assert!(text.contains("Note over c1: publishing its Will to \"w/t\"\n"));
     }
 

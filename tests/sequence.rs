@@ -179,7 +179,8 @@ fn a_resumed_session_a_will_and_a_broken_rule_are_notes() {
         "seq-will", 0, "seq/will", b"gone", 0, false,
     ));
     assert_eq!(willing.recv(), CONNACK_ACCEPTED);
-    // [MQTT-3.8.3-3] SUBSCRIBE with no topic filter: closed, naming the rule; the Will goes.
+    // A SUBSCRIBE with no topic filter breaks a rule: closed, the note naming the rule (the
+    // rule itself is tested in tests/violations.rs); then the Will goes.
     willing.send(&packet(0x82, &[0x00, 0x01]));
     willing.closed();
     let lines = wait_for_lifeline("seq-will", 4);
