@@ -24,6 +24,7 @@
 //! | 1     | `transport`     | the byte stream under MQTT, shared by a connection's threads: TCP, TLS, WebSocket frames | §4.2, §6 | 00, 12 |
 //! | 0     | [`topic`]       | topic names, filters, wildcards, the trie and the topic map | §4.7        | 03, 07 |
 //! | 0     | [`config`]      | the settings, their defaults and limits, and Mosquitto's configuration file |  | 00, 10 |
+//! | 0     | [`sequence`]    | `--sequence FILE`: a Mermaid sequence diagram of a real run, drawn from the debug log |  | 05 |
 //! | 0     | [`passwords`]   | password files as `mosquitto_passwd` writes them, and `mqttd passwd` (hashing behind the `auth` feature) | §3.1.3.4, §3.1.3.5 | 10 |
 //!
 //! The modules without a link are internal (`pub(crate)`): an embedder needs only
@@ -59,6 +60,7 @@ pub mod mailbox;
 pub mod passwords;
 mod persistence;
 mod protocol;
+pub mod sequence;
 pub mod server;
 mod session;
 pub mod topic;

@@ -2,17 +2,19 @@
 //! Everything else lives in the library (`src/lib.rs`).
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
 use mqttd::config::{load_file, Loaded};
+use mqttd::sequence::Recorder;
 use mqttd::{Config, Server};
 
 const USAGE: &str = "\
 mqttd — an MQTT 3.1.1 broker to read alongside the specification
 
-Usage: mqttd [-c FILE] [--bind ADDR] [-p|--port N] [-v|--verbose] [limits]
+Usage: mqttd [-c FILE] [--bind ADDR] [-p|--port N] [-v|--verbose] [--sequence FILE] [limits]
        mqttd passwd [-c | -D] [-b] passwordfile username [password]   (see mqttd passwd -h)
        mqttd decode [HEX... | --file FILE]   take packets apart (see mqttd decode -h)
 
@@ -22,6 +24,8 @@ Options:
   --bind ADDR              IP address to listen on (default 127.0.0.1; 0.0.0.0 for all)
   -p, --port N             TCP port to listen on (default 1883; 0 lets the OS pick one)
   -v, --verbose            log every packet in and out (RUST_LOG=debug when RUST_LOG is unset)
+  --sequence FILE          write a Mermaid sequence diagram of the run to FILE, one arrow per
+                           packet as the debug log names it, whatever RUST_LOG prints
   -h, --help               print this help
 
 Limits:
@@ -41,6 +45,8 @@ password and ACL files.";
 struct Args {
     config: Config,
     verbose: bool,
+    /// Where `--sequence` writes the run's sequence diagram.
+    sequence: Option<PathBuf>,
     /// Lines of the configuration file that were skipped, to log once logging is set up.
     warnings: Vec<String>,
 }
@@ -60,11 +66,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, Ar
     let mut file = None;
     let mut flags = Vec::new();
     let mut verbose = false;
+    let mut sequence = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
             "-v" | "--verbose" => verbose = true,
             "-c" | "--config" => file = Some(args.next().ok_or_else(|| needs_value(&arg))?),
+            "--sequence" => sequence = Some(args.next().ok_or_else(|| needs_value(&arg))?.into()),
             _ => {
                 let value = args.next().ok_or_else(|| needs_value(&arg))?;
                 flags.push((arg, value));
@@ -91,6 +99,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, Ar
     Ok(Some(Args {
         config,
         verbose,
+        sequence,
         warnings,
     }))
 }
@@ -149,7 +158,9 @@ fn positive<T: FromStr + PartialOrd + From<u8>>(option: &str, value: String) -> 
 
 /// Log lines look like `2026-11-25T20:41:20.123Z INFO  [rx:sensor-1] client "sensor-1" …`:
 /// the thread name tells which connection and which side (rx/tx) wrote the line.
-fn init_logging(verbose: bool) {
+/// With `--sequence FILE`, a [`Recorder`] stands in front of the console logger and draws
+/// the packets into FILE (`src/sequence.rs`).
+fn init_logging(verbose: bool, sequence: Option<&Path>) -> std::io::Result<()> {
     // rustls warns about what clients get slightly wrong and does no harm (OpenSSL-based
     // clients such as mosquitto_sub send an IP address as a server name, for one); the
     // broker's own line says why a handshake failed. `RUST_LOG=rustls=debug` shows it all.
@@ -158,19 +169,27 @@ fn init_logging(verbose: bool) {
     } else {
         "info,rustls=error"
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
-        .format(|buf, record| {
-            let thread = std::thread::current();
-            writeln!(
-                buf,
-                "{} {:<5} [{}] {}",
-                buf.timestamp_millis(),
-                record.level(),
-                thread.name().unwrap_or("?"),
-                record.args()
-            )
-        })
-        .init();
+    let console =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+            .format(|buf, record| {
+                let thread = std::thread::current();
+                writeln!(
+                    buf,
+                    "{} {:<5} [{}] {}",
+                    buf.timestamp_millis(),
+                    record.level(),
+                    thread.name().unwrap_or("?"),
+                    record.args()
+                )
+            })
+            .build();
+    let level = console.filter();
+    let installed = match sequence {
+        Some(path) => Recorder::create(path, Box::new(console))?.install(level),
+        None => log::set_boxed_logger(Box::new(console)).map(|()| log::set_max_level(level)),
+    };
+    // Only a second logger could make this fail, and main sets one, once.
+    installed.map_err(std::io::Error::other)
 }
 
 fn main() -> ExitCode {
@@ -200,7 +219,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    init_logging(args.verbose);
+    if let Err(e) = init_logging(args.verbose, args.sequence.as_deref()) {
+        let file = args.sequence.unwrap_or_default();
+        eprintln!("mqttd: --sequence {}: {e}", file.display());
+        return ExitCode::from(1);
+    }
     for warning in &args.warnings {
         log::warn!("{warning}");
     }
@@ -347,5 +370,25 @@ mod tests {
         assert!(parse(&["--max-queued", "0"]).is_err());
         assert!(parse(&["--max-inflight", "65536"]).is_err());
         assert!(parse(&["--frobnicate"]).is_err());
+        assert!(parse(&["--sequence"]).is_err());
+    }
+
+    #[test]
+    fn reads_sequence_before_or_after_the_configuration_file() {
+        let dir = std::env::temp_dir().join(format!("mqttd-seq-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("mqttd.conf");
+        std::fs::write(&conf, "listener 1884\n").unwrap();
+        let conf = conf.to_str().unwrap();
+        for args in [
+            ["-c", conf, "--sequence", "run.mmd"],
+            ["--sequence", "run.mmd", "-c", conf],
+        ] {
+            let args = parse(&args).unwrap().unwrap();
+            assert_eq!(args.sequence, Some(PathBuf::from("run.mmd")));
+            assert_eq!(bind(&args).port(), 1884);
+        }
+        assert_eq!(parse(&[]).unwrap().unwrap().sequence, None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
