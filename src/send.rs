@@ -42,6 +42,7 @@ Connects to HOST:PORT over plain TCP only (no TLS, no WebSocket), then sends:
                  reads (quote an argument with spaces: '30 04 00 02 c0 af')
   --wait MS      between two writes, wait MS milliseconds, showing what comes back
   --timeout S    the longest any wait for the broker lasts, in seconds (default 2)
+With neither --connect nor HEX it connects, sends nothing, and waits.
 
 What the broker sends back is taken apart by `mqttd decode`'s dissector, one table per
 packet. Last, it says whether the broker closed the connection and how long after the
@@ -133,9 +134,6 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     let Some((address, hex)) = words.split_first() else {
         return Err("which broker? give HOST:PORT".into());
     };
-    if hex.is_empty() && connect.is_none() {
-        return Err("nothing to send: give --connect ID or some HEX".into());
-    }
     let sends = hex.iter().map(|h| bytes(h)).collect::<Result<_, _>>()?;
     Ok(Some(Options {
         address: address.to_string(),
@@ -343,6 +341,11 @@ fn finish(
     out: &mut impl Write,
 ) -> io::Result<()> {
     let after = |at: Instant| at.saturating_duration_since(last_send).as_secs_f64();
+    // Nothing sent at all: the clock started when the TCP connection was made.
+    let since = match options.connect.is_none() && options.sends.is_empty() {
+        true => "the TCP connect",
+        false => "the last send",
+    };
     let _ = match end {
         End::Open => writeln!(
             out,
@@ -351,12 +354,12 @@ fn finish(
         ),
         End::Closed(at) => writeln!(
             out,
-            "the broker closed the connection {:.2} s after the last send",
+            "the broker closed the connection {:.2} s after {since}",
             after(at)
         ),
         End::Reset(at) => writeln!(
             out,
-            "the broker closed the connection {:.2} s after the last send (reset: it left \
+            "the broker closed the connection {:.2} s after {since} (reset: it left \
              bytes we sent unread)",
             after(at)
         ),
@@ -408,7 +411,10 @@ mod tests {
     fn refuses_what_it_cannot_use() {
         assert!(parse(&["--help"]).unwrap().is_none());
         assert!(parse(&[]).is_err());
-        assert!(parse(&["h:1"]).is_err(), "nothing to send");
+        assert!(
+            parse(&["h:1"]).unwrap().unwrap().sends.is_empty(),
+            "connect and wait"
+        );
         assert!(parse(&["h:1", "0g"]).is_err());
         assert!(parse(&["h:1", ""]).is_err());
         assert!(parse(&["h:1", "c0", "--timeout", "0"]).is_err());

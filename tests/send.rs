@@ -168,9 +168,9 @@ fn bad_usage_exits_2_and_no_broker_exits_1() {
     let (code, _, err) = mqttd_send(&["127.0.0.1:1", "0g"]);
     assert_eq!(code, 2);
     assert!(err.contains("'g' is not a hex digit"), "{err}");
-    let (code, _, err) = mqttd_send(&["127.0.0.1:1"]);
+    let (code, _, err) = mqttd_send(&["127.0.0.1:1", "--wait", "x"]);
     assert_eq!(code, 2);
-    assert!(err.contains("nothing to send"), "{err}");
+    assert!(err.contains("--wait: \"x\" is not a whole number"), "{err}");
     // A port nobody listens on: the connection is refused at once.
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = address(free.local_addr().unwrap());
@@ -178,4 +178,19 @@ fn bad_usage_exits_2_and_no_broker_exits_1() {
     let (code, out, err) = mqttd_send(&[&addr, "c000", "--timeout", "1"]);
     assert_eq!(code, 1, "{out}");
     assert!(err.starts_with(&format!("mqttd send: {addr}: ")), "{err}");
+}
+
+#[test]
+fn sending_nothing_waits_for_the_brokers_connect_deadline() {
+    let broker = common::start_broker_with(mqttd::Config {
+        connect_timeout: std::time::Duration::from_secs(1),
+        sys_interval: std::time::Duration::ZERO,
+        ..mqttd::Config::default()
+    });
+    let addr = address(broker.local_addr());
+    let (code, out, err) = mqttd_send(&[&addr, "--timeout", "5"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("-> sent"), "{out}");
+    assert!(out.contains(CLOSED), "{out}");
+    assert!(out.ends_with(" s after the TCP connect\n"), "{out}");
 }
