@@ -80,6 +80,8 @@ enum End {
     Closed(Instant),
     /// The broker reset the connection (it closed with bytes of ours unread).
     Reset(Instant),
+    /// A write failed because the broker had closed the connection already.
+    WriteFailed(io::Error),
 }
 
 /// How much to read before a wait may end early.
@@ -185,22 +187,22 @@ fn exchange(options: &Options, out: &mut impl Write) -> io::Result<()> {
     let _ = writeln!(out, "connected to {} over plain TCP", stream.peer_addr()?);
     let mut last_send = Instant::now();
     if let Some(id) = &options.connect {
-        let mut connect = Vec::new();
-        Packet::Connect(Box::new(connect_packet(id))).encode(&mut connect);
-        let what = format!("CONNECT as {id:?}, Clean Session 1, Keep Alive {KEEP_ALIVE}");
-        last_send = send(&mut stream, &connect, &what, out)?;
-        let end = receive(
-            &mut stream,
-            last_send + options.timeout,
-            Until::OnePacket,
-            out,
-        )?;
+        let end = match connect_first(&mut stream, id, options.timeout, out)? {
+            Ok((at, end)) => {
+                last_send = at;
+                end
+            }
+            Err(end) => end,
+        };
         if !matches!(end, End::Open) {
             return finish(end, last_send, options, 0, out);
         }
     }
     for (number, bytes) in options.sends.iter().enumerate() {
-        last_send = send(&mut stream, bytes, "", out)?;
+        last_send = match send(&mut stream, bytes, "", out)? {
+            Ok(at) => at,
+            Err(end) => return finish(end, last_send, options, number, out),
+        };
         let Some(wait) = options.wait.filter(|_| number + 1 < options.sends.len()) else {
             continue;
         };
@@ -210,13 +212,29 @@ fn exchange(options: &Options, out: &mut impl Write) -> io::Result<()> {
             return finish(end, last_send, options, number + 1, out);
         }
     }
-    let end = receive(
-        &mut stream,
-        last_send + options.timeout,
-        Until::Deadline,
-        out,
-    )?;
+    let until = last_send + options.timeout;
+    let end = receive(&mut stream, until, Until::Deadline, out)?;
     finish(end, last_send, options, options.sends.len(), out)
+}
+
+/// `--connect ID`: sends the CONNECT and reads one packet, the CONNACK. Returns when the
+/// CONNECT went out and how the wait ended, or (inner `Err`) that the write found the
+/// connection closed.
+fn connect_first(
+    stream: &mut TcpStream,
+    id: &str,
+    timeout: Duration,
+    out: &mut impl Write,
+) -> io::Result<Result<(Instant, End), End>> {
+    let mut connect = Vec::new();
+    Packet::Connect(Box::new(connect_packet(id))).encode(&mut connect);
+    let what = format!("CONNECT as {id:?}, Clean Session 1, Keep Alive {KEEP_ALIVE}");
+    let sent = match send(stream, &connect, &what, out)? {
+        Ok(at) => at,
+        Err(end) => return Ok(Err(end)),
+    };
+    let end = receive(stream, sent + timeout, Until::OnePacket, out)?;
+    Ok(Ok((sent, end)))
 }
 
 /// A TCP connection to `address`, trying each address it resolves to, each try bounded.
@@ -249,13 +267,14 @@ fn connect_packet(client_id: &str) -> Connect {
     }
 }
 
-/// Writes `bytes` in one go and says so; returns when they were written.
+/// Writes `bytes` in one go and says so; returns when they were written, or (inner
+/// `Err`) that the broker had closed the connection already.
 fn send(
     stream: &mut TcpStream,
     bytes: &[u8],
     what: &str,
     out: &mut impl Write,
-) -> io::Result<Instant> {
+) -> io::Result<Result<Instant, End>> {
     let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let what = if what.is_empty() {
         String::new()
@@ -268,8 +287,19 @@ fn send(
         bytes.len(),
         hex.join(" ")
     );
-    stream.write_all(bytes)?;
-    Ok(Instant::now())
+    match stream.write_all(bytes) {
+        Ok(()) => Ok(Ok(Instant::now())),
+        Err(e) if closed_by_peer(&e) => Ok(Err(End::WriteFailed(e))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a socket error means the peer had closed the connection.
+fn closed_by_peer(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+    )
 }
 
 /// Reads what the broker sends until `deadline` (or, with [`Until::OnePacket`], until one
@@ -314,9 +344,7 @@ fn read_until(
                 return Ok(End::Open)
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
-                return Ok(End::Reset(Instant::now()))
-            }
+            Err(e) if closed_by_peer(&e) => return Ok(End::Reset(Instant::now())),
             Err(e) => return Err(e),
         }
         if until == Until::OnePacket && has_whole_packet(received) {
@@ -362,6 +390,10 @@ fn finish(
             "the broker closed the connection {:.2} s after {since} (reset: it left \
              bytes we sent unread)",
             after(at)
+        ),
+        End::WriteFailed(e) => writeln!(
+            out,
+            "the broker had closed the connection already: the write failed ({e})"
         ),
     };
     let unsent = options.sends.len() - sent;

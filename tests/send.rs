@@ -194,3 +194,26 @@ fn sending_nothing_waits_for_the_brokers_connect_deadline() {
     assert!(out.contains(CLOSED), "{out}");
     assert!(out.ends_with(" s after the TCP connect\n"), "{out}");
 }
+
+#[test]
+fn a_refused_connect_connack_is_shown_and_what_follows_meets_a_closed_connection() {
+    let broker = common::start_broker_with(mqttd::Config {
+        allow_anonymous: false,
+        sys_interval: std::time::Duration::ZERO,
+        ..mqttd::Config::default()
+    });
+    let addr = address(broker.local_addr());
+    let (code, out, err) = mqttd_send(&["--connect", "send-anon", &addr, "c000", "--timeout", "5"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("decoded: CONNACK session_present=0 code=0x05 (not authorized)"),
+        "{out}"
+    );
+    // The PINGREQ either still finds the socket open on our side (and the close follows),
+    // or the write fails on the closed connection: both are reported, never an answer.
+    assert!(!out.contains("PINGRESP"), "{out}");
+    assert!(
+        out.contains(CLOSED) || out.contains("the broker had closed the connection already"),
+        "{out}"
+    );
+}
