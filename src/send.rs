@@ -42,6 +42,7 @@ Connects to HOST:PORT over plain TCP only (no TLS, no WebSocket), then sends:
                  reads (quote an argument with spaces: '30 04 00 02 c0 af')
   --wait MS      between two writes, wait MS milliseconds, showing what comes back
   --timeout S    the longest any wait for the broker lasts, in seconds (default 2)
+
 With neither --connect nor HEX it connects, sends nothing, and waits.
 
 What the broker sends back is taken apart by `mqttd decode`'s dissector, one table per
