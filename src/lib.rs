@@ -11,13 +11,14 @@
 //!
 //! | layer | module          | concept                                           | spec            | chapter |
 //! |-------|-----------------|---------------------------------------------------|-----------------|---------|
-//! | 8     | [`server`]      | the listeners and their acceptor threads, the `sys` thread, starting, stopping, reloading | §4.2     | 00, 10 |
-//! | 7     | `connection`    | one client's threads: handshake, reader, writer, keepalive, teardown | §3.1, §3.2, §4.8 | 00, 02, 09 |
-//! | 6     | `protocol`      | what each packet does: open, handle, close; why a connection ended | §3, §4.3, §4.8 | 02, 04, 05 |
-//! | 5     | [`broker`]      | shared state: the session store, the subscription trie, retained messages, routing, counters and `$SYS` | §3.3.5, §4.5, §4.7.2 | 03, 04, 06, 07, 10 |
-//! | 4     | `persistence`   | the journal: records of durable state, group commit, recovery, compaction | §4.1 | 11 |
-//! | 4     | `session`       | one client's state that survives a disconnect; QoS 1/2 state both ways | §3.1.2.4, §4.1, §4.4 | 05, 06 |
-//! | 3     | [`mailbox`]     | a message, a delivery, the Outbox and the Doorbells a session is delivered through | §4.6 | 04, 09 |
+//! | 9     | [`server`]      | the listeners and their acceptor threads, the `sys` thread, starting, stopping, reloading | §4.2     | 00, 10 |
+//! | 8     | `connection`    | one client's threads: handshake, reader, writer, keepalive, teardown | §3.1, §3.2, §4.8 | 00, 02, 09 |
+//! | 7     | `protocol`      | what each packet does: open, handle, close; why a connection ended | §3, §4.3, §4.8 | 02, 04, 05 |
+//! | 6     | [`broker`]      | shared state: the session store, the subscription trie, retained messages, routing, counters and `$SYS` | §3.3.5, §4.5, §4.7.2 | 03, 04, 06, 07, 10 |
+//! | 5     | `persistence`   | the journal: records of durable state, group commit, recovery, compaction | §4.1 | 11 |
+//! | 5     | `session`       | one client's state that survives a disconnect; QoS 1/2 state both ways | §3.1.2.4, §4.1, §4.4 | 05, 06 |
+//! | 4     | [`mailbox`]     | a message, a delivery, the Outbox and the Doorbells a session is delivered through | §4.6 | 04, 09 |
+//! | 3     | [`send`]        | `mqttd send`: a raw-byte client over plain TCP, its answers shown by the dissector | §2, §3 | 01, 02 |
 //! | 2     | [`dissect`]     | `mqttd decode`: packets taken apart field by field with the codec's own readers | §2, §3 | 01 |
 //! | 1     | [`codec`]       | bytes ⇄ packets: fixed header, Remaining Length, the 14 packet types | §1.5, §2, §3 | 01 |
 //! | 1     | [`acl`]         | who may publish and receive which topics: Mosquitto's `acl_file` | §4.7, §5.4.2 | 10 |
@@ -60,6 +61,7 @@ pub mod mailbox;
 pub mod passwords;
 mod persistence;
 mod protocol;
+pub mod send;
 pub mod sequence;
 pub mod server;
 mod session;

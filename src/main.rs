@@ -17,6 +17,8 @@ mqttd — an MQTT 3.1.1 broker to read alongside the specification
 Usage: mqttd [-c FILE] [--bind ADDR] [-p|--port N] [-v|--verbose] [--sequence FILE] [limits]
        mqttd passwd [-c | -D] [-b] passwordfile username [password]   (see mqttd passwd -h)
        mqttd decode [HEX... | --file FILE]   take packets apart (see mqttd decode -h)
+       mqttd send [--connect ID] HOST:PORT HEX...   send raw bytes over plain TCP, show
+                                    the answers taken apart (see mqttd send -h)
 
 Options:
   -c, --config FILE        read a Mosquitto configuration file (see mqttd.conf); the
@@ -202,6 +204,10 @@ fn main() -> ExitCode {
     // `mqttd decode …` takes bytes apart with the broker's own decoder, and exits.
     if args.first().is_some_and(|first| first == "decode") {
         return mqttd::dissect::run(&args[1..]);
+    }
+    // `mqttd send …` is a raw-byte client for trying the chapters' cases, and exits.
+    if args.first().is_some_and(|first| first == "send") {
+        return mqttd::send::run(&args[1..]);
     }
     let args = match parse_args(args.into_iter()) {
         Ok(Some(args)) => args,

@@ -41,18 +41,21 @@ const LAYERS: &[&[&str]] = &[
     // 2: `mqttd decode`, which takes bytes apart with the codec's own readers and checks.
     //    It knows packets (and so topics), nothing of sessions, the broker or sockets.
     &["dissect"],
-    // 3: the queues between a publisher's thread and a subscriber's. May know packets.
+    // 3: `mqttd send`, a raw-byte client: the codec builds its CONNECT, the dissector shows
+    //    the answers. A client, no part of the broker: it opens its own TCP socket.
+    &["send"],
+    // 4: the queues between a publisher's thread and a subscriber's. May know packets.
     &["mailbox"],
-    // 4: one client's state and what its packets do; and the journal, which writes what
+    // 5: one client's state and what its packets do; and the journal, which writes what
     //    sessions and retained messages are made of. May know mailboxes, packets, topics.
     &["session", "persistence"],
-    // 5: the state all clients share: sessions by client, subscriptions, retained messages.
+    // 6: the state all clients share: sessions by client, subscriptions, retained messages.
     &["broker"],
-    // 6: the protocol steps that tie a connection's packets to the broker and a session.
+    // 7: the protocol steps that tie a connection's packets to the broker and a session.
     &["protocol"],
-    // 7: one client's threads: handshake, reader, writer, teardown. May know the protocol.
+    // 8: one client's threads: handshake, reader, writer, teardown. May know the protocol.
     &["connection"],
-    // 8: the listening socket, the acceptor thread, starting and stopping.
+    // 9: the listening socket, the acceptor thread, starting and stopping.
     &["server"],
 ];
 
