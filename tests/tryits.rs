@@ -6,8 +6,8 @@
 //!
 //! What is compared: every line of the command's output the chapter shows (`connected to`,
 //! `-> sent …`, `<- received …`, the dissector's tables, `decoded: …`, the last line), with
-//! the chapter's `HOST:PORT` rewritten to the test broker's and the seconds of "closed the
-//! connection N s after" masked: they depend on the machine. A command piped through
+//! the port of every `127.0.0.1:PORT` and the seconds of "closed the connection N s after"
+//! masked: they depend on the machine. A command piped through
 //! `| grep -E '^(a|b|…)'` is filtered here the same way. Broker log lines quoted *inside*
 //! the block (chapter 01 puts its `WARN` line under the output) are looked for among the
 //! lines this process logged, addresses masked, and so are those of a separate block
@@ -46,6 +46,9 @@ use mqttd::Config;
 
 /// What starts a replayed command in a block.
 const PROMPT: &str = "$ ./target/debug/mqttd send ";
+
+/// How [`config_for`] says a case cannot be replayed in this build, rather than failed.
+const SKIP: &str = "SKIP: ";
 
 /// Commands shown in a chapter that this test does not replay: (chapter, a piece of the
 /// command line that picks it out, why).
@@ -321,7 +324,6 @@ fn config_for(case: &Case) -> Result<(Config, Option<PathBuf>), String> {
             .ok_or(format!("setting {word:?} is not NAME=VALUE"))?;
         match name {
             "max_packet_size" => config.max_packet_size = parsed(word, value)?,
-            "connect_timeout" => config.connect_timeout = Duration::from_secs(parsed(word, value)?),
             "max_keepalive" => config.max_keepalive = parsed(word, value)?,
             "allow_anonymous" => config.allow_anonymous = parsed(word, value)?,
             "allow_zero_length_clientid" => {
@@ -348,7 +350,7 @@ fn parsed<T: std::str::FromStr>(word: &str, value: &str) -> Result<T, String> {
 /// A fresh directory with `passwords.txt` holding `NAME:PASSWORD`, made by `mqttd passwd`.
 fn password_file(case: &Case, user: &str) -> Result<PathBuf, String> {
     if cfg!(not(feature = "auth")) {
-        return Err("SKIP: a password file needs the `auth` feature".into());
+        return Err(format!("{SKIP}a password file needs the `auth` feature"));
     }
     let (name, password) = user.split_once(':').ok_or("user=NAME:PASSWORD")?;
     let dir = std::env::temp_dir().join(format!(
@@ -374,8 +376,10 @@ fn password_file(case: &Case, user: &str) -> Result<PathBuf, String> {
 fn replay(case: &Case) -> Result<Option<String>, String> {
     let (config, directory) = match config_for(case) {
         Ok(made) => made,
-        Err(why) if why.starts_with("SKIP: ") => return Ok(Some(why)),
-        Err(why) => return Err(why),
+        Err(why) => match why.strip_prefix(SKIP) {
+            Some(reason) => return Ok(Some(reason.to_owned())),
+            None => return Err(why),
+        },
     };
     let broker = start_broker_with(config);
     let address = broker.local_addr().to_string();
@@ -403,27 +407,15 @@ fn replay(case: &Case) -> Result<Option<String>, String> {
         })
         .map(mask)
         .collect();
-    let expected: Vec<String> = case
-        .output
-        .iter()
-        .map(|l| mask(&l.replace(&case.address, &address)))
-        .collect();
-    let compared = match case.settings.iter().any(|w| w == "tail") {
+    let expected: Vec<String> = case.output.iter().map(|l| mask(l)).collect();
+    let tail = case.settings.iter().any(|w| w == "tail");
+    let compared = match tail {
         true => &got[got.len().saturating_sub(expected.len())..],
         false => &got[..],
     };
     let mut problems = Vec::new();
     if compared != expected {
-        problems.push(format!(
-            "output differs{}\n  expected:\n{}\n  got:\n{}",
-            if case.filter.is_some() {
-                " (grep filter applied)"
-            } else {
-                ""
-            },
-            indent(&expected),
-            indent(&got)
-        ));
+        problems.push(difference(case, tail, &expected, compared, &got));
     }
     for log in &case.logs {
         if !was_logged(log) {
@@ -435,6 +427,40 @@ fn replay(case: &Case) -> Result<Option<String>, String> {
         true => Ok(None),
         false => Err(problems.join("\n")),
     }
+}
+
+/// The failure message for an output that is not the chapter's: the first line that
+/// differs, then both outputs in full.
+fn difference(
+    case: &Case,
+    tail: bool,
+    expected: &[String],
+    compared: &[String],
+    got: &[String],
+) -> String {
+    let first = (0..compared.len().max(expected.len()))
+        .find(|&i| compared.get(i) != expected.get(i))
+        .unwrap_or(0);
+    let how = match (tail, &case.filter) {
+        (true, _) => "; the block shows the last lines only",
+        (false, Some(_)) => "; grep filter applied",
+        (false, None) => "",
+    };
+    let line = |lines: &[String]| {
+        lines
+            .get(first)
+            .map_or("(no line)", String::as_str)
+            .to_owned()
+    };
+    format!(
+        "output differs (seconds and ports masked{how}), first at the block's output line {}:\n  \
+         expected: {}\n  got:      {}\n  expected, all:\n{}\n  got, all:\n{}",
+        first + 1,
+        line(expected),
+        line(compared),
+        indent(expected),
+        indent(got)
+    )
 }
 
 fn indent(lines: &[String]) -> String {
