@@ -22,6 +22,10 @@
 //! - `<!-- replay: log -->` above a block of log lines (timestamps, or the `...` put in
 //!   their place, are dropped): the brokers of the cases above must have logged each line.
 //!   Only for blocks whose every line comes from those cases, not from other clients.
+//! - `<!-- replay: output -->` above a block that shows the output of the command above
+//!   it, when the chapter puts the two apart.
+//! - `takeover=ID`: a second client connects with the same Client Identifier one second
+//!   after the command starts (chapter 02's takeover, there done with `mosquitto_pub`).
 //! - `tail` in the same comment: the block shows only the last lines of each output (the
 //!   chapter says the first lines were the same as above), so those are compared with the
 //!   last lines of the real output.
@@ -34,13 +38,14 @@
 mod common;
 
 use std::fs;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::start_broker_with;
+use common::{connect, start_broker_with, Raw, CONNACK_ACCEPTED, DISCONNECT};
 use log::{LevelFilter, Log, Metadata, Record};
 use mqttd::Config;
 
@@ -51,13 +56,9 @@ const PROMPT: &str = "$ ./target/debug/mqttd send ";
 const SKIP: &str = "SKIP: ";
 
 /// Commands shown in a chapter that this test does not replay: (chapter, a piece of the
-/// command line that picks it out, why).
-const LEFT_OUT: &[(&str, &str, &str)] = &[(
-    "02-connect-and-connack.md",
-    "--connect sensor-1 --timeout 5",
-    "the takeover needs a second client (mosquitto_pub) a second later; its output is in \
-     a block of its own",
-)];
+/// command line that picks it out, why). None today; a command that cannot be replayed
+/// alone goes here, with the reason.
+const LEFT_OUT: &[(&str, &str, &str)] = &[];
 
 /// One command of a chapter, with what the chapter says it printed.
 #[derive(Debug, Clone)]
@@ -130,15 +131,16 @@ fn cases_in(chapter: &str, text: &str) -> Vec<Case> {
             continue;
         };
         let line = raw.get(*indent..).unwrap_or(trimmed);
-        if settings.iter().any(|w| w == "log") {
+        let log = settings.iter().any(|w| w == "log");
+        if log || settings.iter().any(|w| w == "output") {
             if !line.trim().is_empty() {
                 let case = cases.last_mut().unwrap_or_else(|| {
-                    panic!(
-                        "{chapter}:{}: a replay log block with no case above",
-                        index + 1
-                    )
+                    panic!("{chapter}:{}: a replay block with no case above", index + 1)
                 });
-                case.logs.push(without_timestamp(line).to_owned());
+                match log || is_log_line(line) {
+                    true => case.logs.push(without_timestamp(line).to_owned()),
+                    false => case.output.push(line.to_owned()),
+                }
             }
             continue;
         }
@@ -318,7 +320,7 @@ fn config_for(case: &Case) -> Result<(Config, Option<PathBuf>), String> {
         ..Config::default()
     };
     let mut directory = None;
-    for word in case.settings.iter().filter(|w| *w != "tail" && *w != "log") {
+    for word in case.settings.iter().filter(|w| !is_directive(w)) {
         let (name, value) = word
             .split_once('=')
             .ok_or(format!("setting {word:?} is not NAME=VALUE"))?;
@@ -338,6 +340,11 @@ fn config_for(case: &Case) -> Result<(Config, Option<PathBuf>), String> {
         }
     }
     Ok((config, directory))
+}
+
+/// The words of a `<!-- replay: … -->` comment that are not broker settings.
+fn is_directive(word: &str) -> bool {
+    ["tail", "log", "output"].contains(&word) || word.starts_with("takeover=")
 }
 
 /// A setting's value, read as its field's type.
@@ -390,10 +397,20 @@ fn replay(case: &Case) -> Result<Option<String>, String> {
             a.clone()
         }
     });
-    let run = Command::new(env!("CARGO_BIN_EXE_mqttd"))
+    let child = Command::new(env!("CARGO_BIN_EXE_mqttd"))
         .arg("send")
         .args(args)
-        .output();
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("mqttd send did not start: {e}"))?;
+    if let Some(id) = case
+        .settings
+        .iter()
+        .find_map(|w| w.strip_prefix("takeover="))
+    {
+        take_over(broker.local_addr(), id);
+    }
+    let run = child.wait_with_output();
     if let Some(dir) = directory {
         let _ = fs::remove_dir_all(dir);
     }
@@ -427,6 +444,21 @@ fn replay(case: &Case) -> Result<Option<String>, String> {
         true => Ok(None),
         false => Err(problems.join("\n")),
     }
+}
+
+/// `takeover=ID`: what the chapter's second client (`mosquitto_pub -i ID`, a second
+/// later) did, done by hand: the same CONNECT (Clean Session 1, Keep Alive 60), then
+/// DISCONNECT.
+fn take_over(addr: SocketAddr, id: &str) {
+    thread::sleep(Duration::from_secs(1));
+    let mut second = Raw::tcp(addr);
+    second.send(&connect(id, 60));
+    assert_eq!(
+        second.recv(),
+        CONNACK_ACCEPTED,
+        "CONNACK for the second {id}"
+    );
+    second.send(&DISCONNECT);
 }
 
 /// The failure message for an output that is not the chapter's: the first line that
