@@ -26,6 +26,8 @@
 //!   it, when the chapter puts the two apart.
 //! - `takeover=ID`: a second client connects with the same Client Identifier one second
 //!   after the command starts (chapter 02's takeover, there done with `mosquitto_pub`).
+//! - `subscriber=ID:FILTER`: a client that subscribes to FILTER before the command starts
+//!   (chapter 02's Will, there received by `mosquitto_sub`).
 //! - `tail` in the same comment: the block shows only the last lines of each output (the
 //!   chapter says the first lines were the same as above), so those are compared with the
 //!   last lines of the real output.
@@ -344,7 +346,9 @@ fn config_for(case: &Case) -> Result<(Config, Option<PathBuf>), String> {
 
 /// The words of a `<!-- replay: … -->` comment that are not broker settings.
 fn is_directive(word: &str) -> bool {
-    ["tail", "log", "output"].contains(&word) || word.starts_with("takeover=")
+    ["tail", "log", "output"].contains(&word)
+        || word.starts_with("takeover=")
+        || word.starts_with("subscriber=")
 }
 
 /// A setting's value, read as its field's type.
@@ -390,6 +394,15 @@ fn replay(case: &Case) -> Result<Option<String>, String> {
     };
     let broker = start_broker_with(config);
     let address = broker.local_addr().to_string();
+    // `subscriber=ID:FILTER`: connected and subscribed before the command starts, kept
+    // until the log lines have been looked for.
+    let subscriber = case
+        .settings
+        .iter()
+        .find_map(|w| w.strip_prefix("subscriber="))
+        .map(|s| s.split_once(':').ok_or(format!("{s:?} is not ID:FILTER")))
+        .transpose()?
+        .map(|(id, filter)| Raw::subscribed(broker.local_addr(), id, &[filter]));
     let args = case.args.iter().map(|a| {
         if *a == case.address {
             address.clone()
@@ -439,6 +452,8 @@ fn replay(case: &Case) -> Result<Option<String>, String> {
             problems.push(format!("the broker never logged:\n    {log}"));
         }
     }
+    // Only now: a Will goes out to the subscriber after the command has closed.
+    drop(subscriber);
     drop(broker);
     match problems.is_empty() {
         true => Ok(None),
