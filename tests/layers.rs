@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 mod source_text;
 
-use source_text::code_only;
+use source_text::{code_only, tokens, Token};
 
 /// The layers, bottom to top. A module may reference only modules of a lower layer.
 /// `lib.rs` and `main.rs` sit above all of them and may reference anything.
@@ -69,40 +69,6 @@ fn rank(module: &str) -> Option<usize> {
 
 // ---------------------------------------------------------------------------------------
 // Reading the source as text.
-
-/// One token of code: an identifier (keywords included), `::`, or one punctuation mark.
-#[derive(Debug)]
-struct Token {
-    text: String,
-    line: usize,
-}
-
-/// Splits code (already through [`code_only`]) into tokens, each with its line number.
-fn tokens(code: &str) -> Vec<Token> {
-    let chars: Vec<char> = code.chars().collect();
-    let mut out = Vec::new();
-    let (mut i, mut line) = (0, 1);
-    while i < chars.len() {
-        let c = chars[i];
-        let start = i;
-        if c.is_alphanumeric() || c == '_' {
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                i += 1;
-            }
-        } else if c == ':' && chars.get(i + 1) == Some(&':') {
-            i += 2;
-        } else {
-            i += 1;
-            line += usize::from(c == '\n');
-            if c.is_whitespace() {
-                continue;
-            }
-        }
-        let text = chars[start..i].iter().collect();
-        out.push(Token { text, line });
-    }
-    out
-}
 
 // ---------------------------------------------------------------------------------------
 // Finding the references.

@@ -11,7 +11,7 @@
 //! It is approximate in the same ways as its neighbours (an item made by a macro is not
 //! seen), which suits a crate that keeps macros out of its protocol paths (STYLE.md, 7).
 
-use crate::source_text::code_only;
+use crate::source_text::{code_only, tokens, Token};
 
 /// One item of a file and the lines it covers, doc comments and attributes included.
 #[derive(Debug, Clone)]
@@ -111,40 +111,6 @@ impl Items {
             .iter()
             .filter(|item| item.is_test && item.keyword == "fn")
     }
-}
-
-/// One token of code: an identifier, `::`, or one punctuation mark, with its line.
-#[derive(Debug)]
-struct Token {
-    text: String,
-    line: usize,
-}
-
-/// Splits code (already through [`code_only`]) into tokens, each with its line number.
-fn tokens(code: &str) -> Vec<Token> {
-    let chars: Vec<char> = code.chars().collect();
-    let mut out = Vec::new();
-    let (mut i, mut line) = (0, 1);
-    while i < chars.len() {
-        let c = chars[i];
-        let start = i;
-        if c.is_alphanumeric() || c == '_' {
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                i += 1;
-            }
-        } else if c == ':' && chars.get(i + 1) == Some(&':') {
-            i += 2;
-        } else {
-            i += 1;
-            line += usize::from(c == '\n');
-            if c.is_whitespace() {
-                continue;
-            }
-        }
-        let text = chars[start..i].iter().collect();
-        out.push(Token { text, line });
-    }
-    out
 }
 
 /// For every `{` token, the index of the `}` that closes it.

@@ -1,5 +1,6 @@
-//! Rust source read as text, shared by `tests/layers.rs` and `tests/walkthrough.rs`: both
-//! look for names in code, and neither must be fooled by a name in a comment or a string.
+//! Rust source read as text, shared by `tests/layers.rs`, `tests/walkthrough.rs` and
+//! `tests/rules.rs`: all look for names in code, and none must be fooled by a name in a
+//! comment or a string.
 //! (A directory module, so that cargo does not build it as a test of its own.)
 
 /// `source` with comments turned into spaces and the contents of string and character
@@ -89,4 +90,40 @@ fn raw_string_end(chars: &[char], i: usize) -> Option<usize> {
     let body = i + hashes + 1;
     let end = (body..chars.len()).find(|&k| chars[k..].starts_with(&closing));
     Some(end.map_or(chars.len(), |k| k + closing.len()))
+}
+
+/// One token of code: an identifier (keywords included), `::`, or one punctuation mark.
+#[derive(Debug)]
+#[allow(dead_code)] // tests/walkthrough.rs reads code without tokens
+pub struct Token {
+    pub text: String,
+    pub line: usize,
+}
+
+/// Splits code (already through [`code_only`]) into tokens, each with its line number.
+#[allow(dead_code)] // as above
+pub fn tokens(code: &str) -> Vec<Token> {
+    let chars: Vec<char> = code.chars().collect();
+    let mut out = Vec::new();
+    let (mut i, mut line) = (0, 1);
+    while i < chars.len() {
+        let c = chars[i];
+        let start = i;
+        if c.is_alphanumeric() || c == '_' {
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+        } else if c == ':' && chars.get(i + 1) == Some(&':') {
+            i += 2;
+        } else {
+            i += 1;
+            line += usize::from(c == '\n');
+            if c.is_whitespace() {
+                continue;
+            }
+        }
+        let text = chars[start..i].iter().collect();
+        out.push(Token { text, line });
+    }
+    out
 }
