@@ -66,7 +66,7 @@ impl Server {
             for warning in warnings {
                 log::warn!("{warning}");
             }
-            let socket = TcpListener::bind(listener.bind)
+            let socket = crate::listen::bind(listener.bind)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", listener.bind)))?;
             bound.push((socket, listener.max_connections, Arc::new(transport)));
         }

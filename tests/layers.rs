@@ -36,8 +36,8 @@ const LAYERS: &[&[&str]] = &[
     // 1: bytes to packets and back, the access rules of an acl_file, and the byte stream
     //    under a connection (TCP, TLS, WebSocket frames). The first two may know topic
     //    names and filters (to validate and match them); the transport knows the listener
-    //    settings it is built from. Nothing else.
-    &["codec", "acl", "transport"],
+    //    settings it is built from; the listening socket (`listen`) knows nothing at all.
+    &["codec", "acl", "transport", "listen"],
     // 2: `mqttd decode`, which takes bytes apart with the codec's own readers and checks.
     //    It knows packets (and so topics), nothing of sessions, the broker or sockets.
     &["dissect"],

@@ -370,10 +370,10 @@ const CODE_ROOTS: &[&str] = &["src", "tests", "benches", "examples"];
 const EXTERNAL: &[&str] = &[
     // Linux: system calls, libc functions and kernel names that strace, perf and /proc show.
     "accept4 clone3 futex malloc malloc_stats mmap mprotect prctl recvfrom rt_sigprocmask",
-    "sendto sigaltstack TCP_NODELAY VmRSS flock fsync sched_yield",
+    "sendto sigaltstack TCP_NODELAY VmRSS flock fsync sched_yield ListenOverflows",
     // Rust keywords, the prelude and the standard library.
     "Arc break BufReader BufWriter catch_unwind Condvar continue Display Drop min Mutex None",
-    "notify_all Read self std Vec VecDeque Write write_all sync_data TcpStream",
+    "notify_all Read self std Vec VecDeque Write write_all sync_data TcpStream unsafe",
     // The two concurrency crates mqttd depends on: crossbeam-channel and parking_lot.
     "crossbeam_channel never try_recv try_send parking_lot MutexGuard try_lock",
     // Log levels, as `RUST_LOG` and the log lines spell them.
@@ -397,7 +397,8 @@ const EXTERNAL: &[&str] = &[
     "mqtt mqtts ws wss",
     // Cargo features and the crates behind them, threads named after their job, and the
     // environment variables bench/compare.sh reads.
-    "auth signals sha2 hmac pbkdf2 subtle base64 getrandom rpassword signal_hook",
+    "auth signals sha2 hmac pbkdf2 subtle base64 getrandom rpassword signal_hook backlog",
+    "socket2",
     "acceptor sys BASELINE MQTTD_ARGS BASELINE_ARGS",
     // The data of the chapters' runs: client identifiers, topic levels, payloads, the flags
     // `mosquitto_sub -d` prints, bytes, the scenarios of bench/compare.sh, the `RESULT`
