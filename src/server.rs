@@ -31,7 +31,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use crate::acl::Acl;
 use crate::broker::{Broker, SysTree};
 use crate::config::Config;
-use crate::connection::{self, ListenerSlot};
+use crate::connection::{self, Handshakers, ListenerSlot};
 use crate::passwords::PasswordFile;
 use crate::persistence::Journal;
 use crate::transport::Transport;
@@ -401,6 +401,7 @@ fn accept_loop(
     // How many connections of this listener are open: each holds a `ListenerSlot`.
     let open = Arc::new(AtomicUsize::new(0));
     let max_connections = broker.config.max_connections;
+    let handshakers = Handshakers::new();
     for stream in listener.incoming() {
         if broker.is_stopping() {
             break;
@@ -418,7 +419,7 @@ fn accept_loop(
             Ok(stream) => {
                 broker.count_connection();
                 let slot = ListenerSlot::take(&open, &everyone);
-                connection::spawn(stream, Arc::clone(&broker), slot, Arc::clone(&transport))
+                handshakers.start(stream, Arc::clone(&broker), slot, Arc::clone(&transport))
             }
             Err(e) => {
                 // Typically "too many open files": wait a moment rather than spin, and let

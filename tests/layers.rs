@@ -31,8 +31,16 @@ const LAYERS: &[&[&str]] = &[
     // 0: leaves. Topic names and the trie, the settings, test-only fault injection,
     //    password files (and `mqttd passwd`, which writes them; the hashing inside is the
     //    optional `auth` feature's), and the sequence diagrams of `--sequence`, which
-    //    read the log's text and nothing else. They know no other module of the crate.
-    &["topic", "config", "fault", "passwords", "sequence"],
+    //    read the log's text and nothing else, and the names of threads that change while
+    //    they run. They know no other module of the crate.
+    &[
+        "topic",
+        "config",
+        "fault",
+        "passwords",
+        "sequence",
+        "thread_name",
+    ],
     // 1: bytes to packets and back, the access rules of an acl_file, and the byte stream
     //    under a connection (TCP, TLS, WebSocket frames). The first two may know topic
     //    names and filters (to validate and match them); the transport knows the listener
