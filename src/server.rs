@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::connection::{self, Handshakers, ListenerSlot};
 use crate::passwords::PasswordFile;
 use crate::persistence::Journal;
+use crate::throttle::{self, Throttle};
 use crate::transport::Transport;
 
 /// A running broker: its listening addresses, its shared state and its acceptor threads
@@ -341,16 +342,23 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 /// refused client, which is what the limit exists to save; like Mosquitto, we just close.
 /// `which` names the limit that was reached, for the warning.
 fn refuse_over_limit(stream: TcpStream, limit: usize, which: &str) {
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string());
-    log::warn!("refusing connection from {peer}: {limit} connections are open, {which}");
+    // A reconnect storm against a full broker: one line a second, not one per client.
+    static OVER_LIMIT: Throttle = Throttle::new();
+    if let Some(held_back) = OVER_LIMIT.admit(Instant::now()) {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string());
+        log::warn!(
+            "refusing connection from {peer}: {limit} connections are open, {which}{}",
+            throttle::held_back(held_back)
+        );
+    }
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// Maps kept free for everything but the connections' steady state: the binary, libraries
-/// and heaps (about 70, measured), and handshakes in progress, each of which briefly has a
-/// third thread (4 maps; room for about 500 at once).
+/// and heaps (about 70, measured), and the handshake threads, busy or waiting for the next
+/// connection (4 maps each; room for about 500 at once).
 const MEMORY_MAPS_HEADROOM: usize = 2_200;
 
 /// How many connections a `vm.max_map_count` of `max_map_count` leaves room for.

@@ -31,8 +31,9 @@ const LAYERS: &[&[&str]] = &[
     // 0: leaves. Topic names and the trie, the settings, test-only fault injection,
     //    password files (and `mqttd passwd`, which writes them; the hashing inside is the
     //    optional `auth` feature's), and the sequence diagrams of `--sequence`, which
-    //    read the log's text and nothing else, and the names of threads that change while
-    //    they run. They know no other module of the crate.
+    //    read the log's text and nothing else, the names of threads that change while they
+    //    run, and a rate limit for floods of warnings. They know no other module of the
+    //    crate.
     &[
         "topic",
         "config",

@@ -17,12 +17,13 @@
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::broker::Broker;
 use crate::thread_name;
+use crate::throttle::{self, Throttle};
 use crate::transport::{Socket, Transport};
 
 use super::{handshake, ListenerSlot, HANDSHAKE_STACK_SIZE};
@@ -94,7 +95,14 @@ impl Handshakers {
             .stack_size(HANDSHAKE_STACK_SIZE)
             .spawn(move || serve(accepted, &waiting, &idle));
         if let Err(e) = spawned {
-            log::error!("cannot start a thread for a new connection: {e}");
+            // Out of threads or memory maps, perhaps for a whole burst: one line a second.
+            static CANNOT_START: Throttle = Throttle::new();
+            if let Some(held_back) = CANNOT_START.admit(Instant::now()) {
+                log::error!(
+                    "cannot start a thread for a new connection, closed it: {e}{}",
+                    throttle::held_back(held_back)
+                );
+            }
         }
     }
 }
