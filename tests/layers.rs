@@ -41,6 +41,7 @@ const LAYERS: &[&[&str]] = &[
         "passwords",
         "sequence",
         "thread_name",
+        "throttle",
     ],
     // 1: bytes to packets and back, the access rules of an acl_file, and the byte stream
     //    under a connection (TCP, TLS, WebSocket frames). The first two may know topic

@@ -58,5 +58,9 @@ fn a_storm_over_max_connections_is_refused_with_one_warning_a_second() {
         "at most one warning a second, {} in {seconds} s: {warnings:#?}",
         warnings.len()
     );
-    assert!(warnings[0].contains("2 connections are open"), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("2 connections are open"),
+        "{}",
+        warnings[0]
+    );
 }
