@@ -128,6 +128,11 @@ impl Outbound {
         self.in_flight.len() < self.max_in_flight
     }
 
+    /// Whether messages are out that the client has yet to acknowledge.
+    pub fn awaits_acknowledgement(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
     #[cfg(test)]
     pub fn in_flight_count(&self) -> usize {
         self.in_flight.len()
