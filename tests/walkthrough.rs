@@ -373,7 +373,7 @@ const EXTERNAL: &[&str] = &[
     "sendto sigaltstack TCP_NODELAY VmRSS flock fsync sched_yield",
     // Rust keywords, the prelude and the standard library.
     "Arc break BufReader BufWriter catch_unwind Condvar continue Display Drop min Mutex None",
-    "notify_all Read self std Vec VecDeque Write write_all sync_data TcpStream",
+    "notify_all Read self std Vec VecDeque Write write_all sync_data TcpStream HashMap",
     // The two concurrency crates mqttd depends on: crossbeam-channel and parking_lot.
     "crossbeam_channel never try_recv try_send parking_lot MutexGuard try_lock",
     // Log levels, as `RUST_LOG` and the log lines spell them.
