@@ -281,7 +281,8 @@ impl Outbound {
     }
 
     /// A Packet Identifier not in use by any message in flight ([MQTT-2.3.1-4]). Counts
-    /// upwards from 1, wrapping round after 65 535 and skipping 0 and identifiers in use.
+    /// upwards from 1, wrapping round after 65 535 and skipping 0 and identifiers in use;
+    /// a window wider than half the identifiers first reuses those in `freed`.
     ///
     /// Counting costs one step per identifier it skips. With at most `w` of the 65 535
     /// identifiers in flight, one turn of the counter skips at most `w` and hands out the
