@@ -374,6 +374,7 @@ const EXTERNAL: &[&str] = &[
     // Rust keywords, the prelude and the standard library.
     "Arc break BufReader BufWriter catch_unwind Condvar continue Display Drop min Mutex None",
     "notify_all Read self std Vec VecDeque Write write_all sync_data TcpStream unsafe",
+    "HashMap",
     // The two concurrency crates mqttd depends on: crossbeam-channel and parking_lot.
     "crossbeam_channel never try_recv try_send parking_lot MutexGuard try_lock",
     // Log levels, as `RUST_LOG` and the log lines spell them.
