@@ -829,7 +829,7 @@ END {
             delete list
         }
         for (b = 1; b <= nb; b++)
-            if (names[b] != "mqttd" && names[b] != "mqttd-base") line = line sprintf(" %13s", show(ratio(names[b])))
+            if (names[b] != "mqttd" && names[b] != "mqttd-base") line = line sprintf(" %15s", show(ratio(names[b])))
         if (base) {
             t = ratio("mqttd-base")
             line = line sprintf(" %10s %11s", show(t), (t == "-" ? "-" : sprintf("%.2f-%.2f", lo, hi)))
@@ -1020,7 +1020,7 @@ summarize_plain() {
     header=$(printf '%-12s %-18s' scenario metric)
     for broker in "${PLAIN_BROKERS[@]}"; do header+=$(printf ' %14s' "$broker"); done
     for broker in "${PLAIN_BROKERS[@]}"; do
-        [[ $broker == mqttd || $broker == mqttd-base ]] || header+=$(printf ' %13s' "mqttd/$broker")
+        [[ $broker == mqttd || $broker == mqttd-base ]] || header+=$(printf ' %15s' "mqttd/$broker")
     done
     if [[ -n "$BASELINE" ]]; then header+=$(printf ' %10s %11s' vs_base base_range); fi
     echo "$header"
