@@ -4,7 +4,7 @@
 # medians of the per-round ratios mqttd / mosquitto and mqttd / rumqttd. See
 # bench/README.md.
 #
-#   bench/compare.sh             3 rounds of 5 s runs (about 10 minutes on 2 cores)
+#   bench/compare.sh             3 rounds of 5 s runs (about 20 minutes on 2 cores)
 #   QUICK=1 bench/compare.sh     1 round of 2 s runs
 #   ROUNDS=5 SECS=10 bench/compare.sh
 #   ONLY="pair8 latency" bench/compare.sh      just these scenarios (labels below)
