@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Runs every load generator scenario against mqttd and against Mosquitto, on this machine,
+# Runs every load generator scenario against mqttd, Mosquitto and rumqttd, on this machine,
 # and prints each RESULT line, then per scenario the median figure for each broker and the
-# median of the per-round ratios mqttd / mosquitto. See bench/README.md.
+# medians of the per-round ratios mqttd / mosquitto and mqttd / rumqttd. See
+# bench/README.md.
 #
-#   bench/compare.sh             3 rounds of 5 s runs (about 10 minutes on 2 cores)
+#   bench/compare.sh             3 rounds of 5 s runs (about 20 minutes on 2 cores)
 #   QUICK=1 bench/compare.sh     1 round of 2 s runs
 #   ROUNDS=5 SECS=10 bench/compare.sh
 #   ONLY="pair8 latency" bench/compare.sh      just these scenarios (labels below)
 #   MOSQ_NODELAY=0 bench/compare.sh            leave Mosquitto's default, Nagle's algorithm on
+#   RUMQTTD=0 bench/compare.sh                 leave rumqttd out (it is left out, with a note,
+#                                              when ~/.cargo/bin/rumqttd or $RUMQTTD is missing)
 #   RAISE_MAP_COUNT=1 bench/compare.sh         raise vm.max_map_count for the run (needs root)
 #   BASELINE=../base/target/release/mqttd bench/compare.sh
 #                                   also run that mqttd (say, the commit before a change) as
@@ -30,8 +33,9 @@
 #
 # Every run gets a fresh broker process on a free port in 18900-18999, started by this
 # script and stopped by the PID it recorded (and by the EXIT trap if anything goes wrong).
-# Rounds alternate the brokers: mqttd, mosquitto, mqttd, mosquitto, ... or, with BASELINE,
-# mqttd, mqttd-base, mosquitto, mqttd, mqttd-base, mosquitto, ...
+# Rounds alternate the brokers: mqttd, mosquitto, rumqttd, mqttd, mosquitto, rumqttd, ...
+# or, with BASELINE, mqttd, mqttd-base, mosquitto, rumqttd, ... The durable and transport
+# scenarios run without rumqttd.
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -39,6 +43,11 @@ source "$(dirname "$0")/lib.sh"
 MQTTD=${MQTTD:+$(abs_path "$MQTTD")}
 LOADGEN=${LOADGEN:+$(abs_path "$LOADGEN")}
 BASELINE=${BASELINE:+$(abs_path "$BASELINE")}
+# rumqttd, the second peer (`cargo install rumqttd --version 0.20.0`; bench/README.md):
+# RUMQTTD=0 leaves it out, and so does a missing binary (with a note).
+if [[ ${RUMQTTD:-} != 0 ]]; then
+    RUMQTTD=$(abs_path "${RUMQTTD:-$HOME/.cargo/bin/rumqttd}")
+fi
 
 cd "$(dirname "$0")/.."
 
@@ -60,12 +69,14 @@ BUILD_LOADGEN=${LOADGEN:+0}
 MQTTD=${MQTTD:-target/release/mqttd}
 LOADGEN=${LOADGEN:-target/release/examples/loadgen}
 MOSQUITTO=/usr/sbin/mosquitto
-# The brokers each round runs, in this order.
+# The brokers each round of the durable and transport scenarios runs, in this order.
 if [[ -n "$BASELINE" ]]; then
     BROKERS=(mqttd mqttd-base mosquitto)
 else
     BROKERS=(mqttd mosquitto)
 fi
+# The brokers of the other scenarios: the same, then rumqttd if prepare() finds it.
+PLAIN_BROKERS=("${BROKERS[@]}")
 
 # label | loadgen arguments | metrics summarised (the first is the headline)
 SCENARIOS=(
@@ -75,11 +86,37 @@ SCENARIOS=(
     "fanin_q1|fanin --pubs 16 --qos 1|rate"
     "fanout16|fanout --subs 16|rate"
     "fanout256|fanout --subs 256|rate"
-    "qos1|qos1 --pairs 8|rate"
-    "qos2|qos2 --pairs 8|rate"
+    "qos1|qos1 --pairs 8|rate p99_us"
+    "qos2|qos2 --pairs 8|rate p99_us"
+    "qos1_wide|qos1 --pairs 8|rate p99_us"
+    "qos2_wide|qos2 --pairs 8|rate p99_us"
     "latency|latency --rate 10000|p99_us p50_us p999_us"
-    "conns5k|conns --conns 5000|rss_per_conn_kib connect_rate"
-    "conns10k|conns --conns 10000|rss_per_conn_kib connect_rate"
+    "conns5k|conns --conns 5000|rss_per_conn_kib connect_rate listen_drops"
+    "conns10k|conns --conns 10000|rss_per_conn_kib connect_rate listen_drops"
+    "serial3k|conns --conns 3000 --parallel 1|connect_rate listen_drops"
+    "burst3k|conns --conns 3000 --parallel 3000|connect_rate listen_drops"
+)
+# Settings of one scenario for one broker, on top of what start_broker gives every run:
+# for mqttd (and mqttd-base), more command-line arguments; for mosquitto, `option=value`
+# replacing the value of an option start_broker writes into its configuration file; for
+# rumqttd, `table.key=value` replacing a value of its TOML file (`router.*`, and
+# `connections.*` for its [v4.1.connections]). The *_wide pair: each broker's limit on
+# unacknowledged QoS 1/2 messages per client as wide as it goes (rumqttd 0.20 has no such
+# setting: its window towards a subscriber is fixed at 100, and max_inflight_count is how
+# many packets it reads from a client in one batch; see bench/README.md).
+declare -A SCENARIO_SETTINGS=(
+    [qos1_wide/mqttd]="--max-inflight 65535"
+    [qos1_wide/mosquitto]="max_inflight_messages=0"
+    [qos1_wide/rumqttd]="connections.max_inflight_count=65535"
+    [qos2_wide/mqttd]="--max-inflight 65535"
+    [qos2_wide/mosquitto]="max_inflight_messages=0"
+    [qos2_wide/rumqttd]="connections.max_inflight_count=65535"
+)
+# Arguments the load generator gets in every run against one broker. rumqttd 0.20 refuses
+# a CONNECT with Keep Alive 0 (the load generator's default: no keepalive timer), so its
+# clients ask for the largest, 65 535 s, which no run comes near.
+declare -A BROKER_LOADGEN_ARGS=(
+    [rumqttd]="--keep-alive 65535"
 )
 # The load generator's own ceiling: the same as pair8, against its trivial relay.
 RELAY_SCENARIO="relay_pair8|pair --pairs 8|rate"
@@ -201,6 +238,9 @@ prepare() {
         apt-get update && apt-get install -y mosquitto
     fi
     log "$($MOSQUITTO -h 2>&1 | head -1)"
+    if any_plain_wanted; then
+        find_rumqttd
+    fi
     if any_durable_wanted || any_transport_wanted; then
         if [[ " ${MQTTD_ARGS:-} ${BASELINE_ARGS:-} " =~ [[:space:]](-c|--config)[[:space:]] ]]; then
             log "MQTTD_ARGS and BASELINE_ARGS may not hold -c/--config with durable or" \
@@ -219,6 +259,19 @@ prepare() {
         # directory under $WORK must be reachable and writable for that user.
         chmod 711 "$WORK"
         fsync_cost
+    fi
+}
+
+# Adds rumqttd to the brokers of the plain scenarios, unless RUMQTTD=0 or it is missing.
+find_rumqttd() {
+    if [[ $RUMQTTD == 0 ]]; then
+        log "rumqttd left out (RUMQTTD=0)"
+    elif [[ ! -x $RUMQTTD ]]; then
+        log "note: no rumqttd at $RUMQTTD, so the runs go on without it" \
+            "(cargo install rumqttd --version 0.20.0, or RUMQTTD=path; see bench/README.md)"
+    else
+        PLAIN_BROKERS+=(rumqttd)
+        log "rumqttd: $RUMQTTD ($("$RUMQTTD" --version 2>&1 | head -1))"
     fi
 }
 
@@ -342,11 +395,13 @@ free_port() {
     return 1
 }
 
-# start_broker NAME PORT: starts it in the background and records its PID in BROKER_PID.
+# start_broker NAME PORT [LABEL]: starts it in the background and records its PID in
+# BROKER_PID, with the scenario LABEL's settings for it (SCENARIO_SETTINGS), if any.
 # With DURABLE=1, mqttd, mqttd-base and mosquitto get persistence on, in a fresh directory
 # DATA_DIR; mqttd-mem is mqttd as always, memory only.
 start_broker() {
-    local name=$1 port=$2
+    local name=$1 port=$2 label=${3:-}
+    local settings=${SCENARIO_SETTINGS[$label/${name%-base}]:-}
     RUN_NO=$((RUN_NO + 1))
     DATA_DIR=""
     case $name in
@@ -371,10 +426,10 @@ start_broker() {
             # At a clean stop the journal logs how many records it wrote in how many fsyncs.
             rust_log=warn,mqttd::persistence=info
         fi
-        # $extra is split into words on purpose: it holds whole arguments.
+        # $extra and $settings are split into words on purpose: they hold whole arguments.
         # shellcheck disable=SC2086
         RUST_LOG=$rust_log "$bin" "${persist[@]}" $extra --port "$port" \
-            --max-connections 20000 --max-queued 1000 >"$WORK/broker.log" 2>&1 &
+            --max-connections 20000 --max-queued 1000 $settings >"$WORK/broker.log" 2>&1 &
         ;;
     mosquitto)
         if [[ $TRANSPORT_RUN == 1 ]]; then
@@ -383,12 +438,18 @@ start_broker() {
             wait_transport_listeners
             return
         fi
+        local -A option=(
+            [max_connections]=-1
+            [max_queued_messages]=1000
+            [max_inflight_messages]=20
+        )
+        apply_settings option "$settings" || return 1
         {
             echo "listener $port 127.0.0.1"
             echo "allow_anonymous true"
-            echo "max_connections -1"
-            echo "max_queued_messages 1000"
-            echo "max_inflight_messages 20"
+            echo "max_connections ${option[max_connections]}"
+            echo "max_queued_messages ${option[max_queued_messages]}"
+            echo "max_inflight_messages ${option[max_inflight_messages]}"
             if [[ $DURABLE == 1 ]]; then
                 DATA_DIR=$WORK/mosq-data-$RUN_NO
                 mkdir -p "$DATA_DIR"
@@ -405,6 +466,11 @@ start_broker() {
         } >"$WORK/mosquitto.conf"
         $MOSQUITTO -c "$WORK/mosquitto.conf" >"$WORK/broker.log" 2>&1 &
         ;;
+    rumqttd)
+        write_rumqttd_config "$port" "$settings" || return 1
+        # -q: no banner. It logs warnings and errors only, unless given -v.
+        "$RUMQTTD" -q -c "$WORK/rumqttd.toml" >"$WORK/broker.log" 2>&1 &
+        ;;
     relay)
         # It stops by itself after --secs even if this script is killed with SIGKILL.
         $LOADGEN relay --port "$port" --secs $((SECS + 120)) "${RELAY_TRANSPORT[@]}" \
@@ -413,6 +479,60 @@ start_broker() {
     esac
     BROKER_PID=$!
     wait_listening "$port"
+}
+
+# apply_settings TABLE "KEY=VALUE ...": sets each KEY of the associative array TABLE (a
+# broker's configuration, by name) to VALUE; a KEY the table does not have is a mistake in
+# SCENARIO_SETTINGS, and fails the run.
+apply_settings() {
+    local -n table=$1
+    local pair key
+    for pair in $2; do
+        key=${pair%%=*}
+        if [[ ! -v "table[$key]" ]]; then
+            log "SCENARIO_SETTINGS: no setting $key here (known: ${!table[*]})"
+            return 1
+        fi
+        table["$key"]=${pair#*=}
+    done
+}
+
+# write_rumqttd_config PORT SETTINGS: rumqttd's TOML file for one run, $WORK/rumqttd.toml:
+# one MQTT 3.1.1 (v4) server on 127.0.0.1:PORT with the limits the other brokers get, and
+# nothing else (no v5 or WebSocket server, no console, no Prometheus exporter). SETTINGS
+# are `table.key=value` pairs from SCENARIO_SETTINGS. The values and why: bench/README.md.
+write_rumqttd_config() {
+    local port=$1
+    local -A value=(
+        [router.max_connections]=20000
+        [router.max_outgoing_packet_count]=200
+        [router.max_segment_size]=104857600
+        [router.max_segment_count]=10
+        [connections.connection_timeout_ms]=60000
+        [connections.max_payload_size]=268435455
+        [connections.max_inflight_count]=100
+    )
+    apply_settings value "$2" || return 1
+    cat >"$WORK/rumqttd.toml" <<EOF
+id = 0
+
+[router]
+max_connections = ${value[router.max_connections]}
+max_outgoing_packet_count = ${value[router.max_outgoing_packet_count]}
+max_segment_size = ${value[router.max_segment_size]}
+max_segment_count = ${value[router.max_segment_count]}
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$port"
+next_connection_delay_ms = 0
+
+[v4.1.connections]
+connection_timeout_ms = ${value[connections.connection_timeout_ms]}
+max_payload_size = ${value[connections.max_payload_size]}
+max_inflight_count = ${value[connections.max_inflight_count]}
+dynamic_filters = true
+EOF
 }
 
 # Waits until all four listeners of a transport run listen (each up to 10 s).
@@ -435,13 +555,13 @@ transport_args() {
     done
 }
 
-# Sets PORT and starts the broker: on one port, or in a transport run on four, with the
-# configuration file written afresh on free ports.
+# start_fresh BROKER LABEL: sets PORT and starts the broker: on one port, or in a
+# transport run on four, with the configuration file written afresh on free ports.
 start_fresh() {
     if [[ $TRANSPORT_RUN == 1 ]]; then
-        write_transport_config && PORT=${TPORT[tcp]} && start_broker "$1" "$PORT"
+        write_transport_config && PORT=${TPORT[tcp]} && start_broker "$1" "$PORT" "$2"
     else
-        free_port && start_broker "$1" "$PORT"
+        free_port && start_broker "$1" "$PORT" "$2"
     fi
 }
 
@@ -449,10 +569,12 @@ start_fresh() {
 run_one() {
     local label=$1 broker=$2 round=$3
     shift 3
-    local extra=() line="" rc=0 args=() limit=$((SECS + 60))
+    local extra=() client=() line="" rc=0 args=() limit=$((SECS + 60))
     : >"$WORK/loadgen.err"
-    if start_fresh "$broker"; then
+    if start_fresh "$broker" "$label"; then
         if [[ $1 == conns ]]; then extra=(--broker-pid "$BROKER_PID"); fi
+        read -r -a client <<<"${BROKER_LOADGEN_ARGS[$broker]:-}"
+        extra+=("${client[@]}")
         if [[ $TRANSPORT_RUN == 1 ]]; then
             mapfile -t args < <(transport_args "$@")
         else
@@ -576,7 +698,7 @@ run_all() {
                 # shellcheck disable=SC2086 # $args is a list of arguments
                 run_one "$label" relay "$round" $args
             else
-                for broker in "${BROKERS[@]}"; do
+                for broker in "${PLAIN_BROKERS[@]}"; do
                     # shellcheck disable=SC2086
                     run_one "$label" "$broker" "$round" $args
                 done
@@ -667,7 +789,10 @@ function show(v) {
 }
 '
 
-# The summary, in awk: collect `metric` for `label` by broker and round, print medians.
+# The summary, in awk: collect `metric` for `label` by broker and round; print the median
+# for each of `brokers`, then for each peer (mosquitto, rumqttd) the median of the
+# per-round ratios mqttd / peer, and with `base` the same for mqttd-base with its lowest
+# and highest. The relay's runs get a line of their own.
 # shellcheck disable=SC2016 # awk's own $ fields
 SUMMARY_AWK="$AWK_FUNCTIONS"'
 $1 == label && $4 == "RESULT" {
@@ -676,27 +801,41 @@ $1 == label && $4 == "RESULT" {
         if (kv[1] == metric && kv[2] != "na") value[$2, $3] = kv[2] + 0
     }
 }
-END {
-    nm = 0; nq = 0; nr = 0; nl = 0; nb = 0; nrb = 0
-    lo = ""; hi = ""
+# The median of the per-round ratios mqttd / `other`, with the lowest and highest in lo, hi.
+function ratio(other,    key, part, list, n, t) {
+    n = 0; lo = ""; hi = ""
     for (key in value) {
         split(key, part, SUBSEP)
-        if (part[1] == "mqttd") m[++nm] = value[key]
-        if (part[1] == "mosquitto") q[++nq] = value[key]
-        if (part[1] == "mqttd-base") b[++nb] = value[key]
-        if (part[1] == "relay") l[++nl] = value[key]
-        if (part[1] == "mqttd" && (("mosquitto", part[2]) in value) && value["mosquitto", part[2]] != 0)
-            r[++nr] = value[key] / value["mosquitto", part[2]]
-        if (part[1] == "mqttd" && (("mqttd-base", part[2]) in value) && value["mqttd-base", part[2]] != 0) {
-            t = value[key] / value["mqttd-base", part[2]]
-            rb[++nrb] = t
-            if (lo == "" || t < lo) lo = t
-            if (hi == "" || t > hi) hi = t
-        }
+        if (part[1] != "mqttd" || !((other, part[2]) in value) || value[other, part[2]] == 0) continue
+        t = value[key] / value[other, part[2]]
+        list[++n] = t
+        if (lo == "" || t < lo) lo = t
+        if (hi == "" || t > hi) hi = t
     }
-    if (nl > 0) printf "%-12s %-18s %14s\n", label, metric, "relay " show(median(l, nl))
-    else if (!base) printf "%-12s %-18s %14s %14s %10s\n", label, metric, show(median(m, nm)), show(median(q, nq)), show(median(r, nr))
-    else printf "%-12s %-18s %14s %14s %14s %10s %10s %11s\n", label, metric, show(median(m, nm)), show(median(b, nb)), show(median(q, nq)), show(median(r, nr)), show(median(rb, nrb)), (nrb ? sprintf("%.2f-%.2f", lo, hi) : "-")
+    return median(list, n)
+}
+END {
+    nl = 0
+    for (key in value) { split(key, part, SUBSEP); if (part[1] == "relay") l[++nl] = value[key] }
+    if (nl > 0) {
+        printf "%-12s %-18s %14s\n", label, metric, "relay " show(median(l, nl))
+    } else {
+        nb = split(brokers, names, " ")
+        line = sprintf("%-12s %-18s", label, metric)
+        for (b = 1; b <= nb; b++) {
+            n = 0
+            for (key in value) { split(key, part, SUBSEP); if (part[1] == names[b]) list[++n] = value[key] }
+            line = line sprintf(" %14s", show(median(list, n)))
+            delete list
+        }
+        for (b = 1; b <= nb; b++)
+            if (names[b] != "mqttd" && names[b] != "mqttd-base") line = line sprintf(" %15s", show(ratio(names[b])))
+        if (base) {
+            t = ratio("mqttd-base")
+            line = line sprintf(" %10s %11s", show(t), (t == "-" ? "-" : sprintf("%.2f-%.2f", lo, hi)))
+        }
+        print line
+    }
 }'
 
 # The durable scenarios' summary: medians for each broker, and for each other broker the
@@ -855,7 +994,7 @@ summarize_durable() {
 summarize() {
     local entry label metrics
     echo
-    echo "SUMMARY rounds=$ROUNDS secs=$SECS (medians; ratio = median over rounds of mqttd/mosquitto)"
+    echo "SUMMARY rounds=$ROUNDS secs=$SECS (medians; mqttd/X = median over rounds of mqttd/X)"
     if any_plain_wanted; then
         summarize_plain
     fi
@@ -872,22 +1011,25 @@ summarize() {
 }
 
 summarize_plain() {
-    local entry label metrics
+    local entry label metrics metric broker header
     if [[ -n "$BASELINE" ]]; then
         # The spread of the per-round ratios is the noise to read vs_base against: mqttd
         # and mqttd-base ran back to back in each round.
         echo "vs_base = median over rounds of mqttd/mqttd-base, base_range = its lowest-highest"
-        printf '%-12s %-18s %14s %14s %14s %10s %10s %11s\n' scenario metric mqttd mqttd-base \
-            mosquitto ratio vs_base base_range
-    else
-        printf '%-12s %-18s %14s %14s %10s\n' scenario metric mqttd mosquitto ratio
     fi
+    header=$(printf '%-12s %-18s' scenario metric)
+    for broker in "${PLAIN_BROKERS[@]}"; do header+=$(printf ' %14s' "$broker"); done
+    for broker in "${PLAIN_BROKERS[@]}"; do
+        [[ $broker == mqttd || $broker == mqttd-base ]] || header+=$(printf ' %15s' "mqttd/$broker")
+    done
+    if [[ -n "$BASELINE" ]]; then header+=$(printf ' %10s %11s' vs_base base_range); fi
+    echo "$header"
     for entry in "$RELAY_SCENARIO" "${SCENARIOS[@]}"; do
         IFS='|' read -r label _ metrics <<<"$entry"
         wanted "$label" || continue
         for metric in $metrics; do
             awk -v label="$label" -v metric="$metric" -v base="${BASELINE:+1}" \
-                "$SUMMARY_AWK" "$RESULTS"
+                -v brokers="${PLAIN_BROKERS[*]}" "$SUMMARY_AWK" "$RESULTS"
         done
     done
 }

@@ -23,6 +23,9 @@
 //! | 1     | [`codec`]       | bytes ⇄ packets: fixed header, Remaining Length, the 14 packet types | §1.5, §2, §3 | 01 |
 //! | 1     | [`acl`]         | who may publish and receive which topics: Mosquitto's `acl_file` | §4.7, §5.4.2 | 10 |
 //! | 1     | `transport`     | the byte stream under MQTT, shared by a connection's threads: TCP, TLS, WebSocket frames | §4.2, §6 | 00, 12 |
+//! | 1     | `listen`        | a listening TCP socket whose accept queue holds a reconnect storm (`backlog` feature) | §4.2 | 09 |
+//! | 0     | [`thread_name`] | names of threads that change while they run: a kept handshake thread is renamed for each connection | | 00, 09 |
+//! | 0     | `throttle`      | one warning a second for refusals that come in floods (a full broker in a reconnect storm) | | 09 |
 //! | 0     | [`topic`]       | topic names, filters, wildcards, the trie and the topic map | §4.7        | 03, 07 |
 //! | 0     | [`config`]      | the settings, their defaults and limits, and Mosquitto's configuration file |  | 00, 10 |
 //! | 0     | [`sequence`]    | `--sequence FILE`: a Mermaid sequence diagram of a real run, drawn from the debug log |  | 05 |
@@ -57,6 +60,7 @@ mod connection;
 pub mod dissect;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+mod listen;
 pub mod mailbox;
 pub mod passwords;
 mod persistence;
@@ -65,6 +69,8 @@ pub mod send;
 pub mod sequence;
 pub mod server;
 mod session;
+pub mod thread_name;
+mod throttle;
 pub mod topic;
 mod transport;
 

@@ -174,15 +174,15 @@ fn init_logging(verbose: bool, sequence: Option<&Path>) -> std::io::Result<()> {
     let console =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
             .format(|buf, record| {
-                let thread = std::thread::current();
-                writeln!(
-                    buf,
-                    "{} {:<5} [{}] {}",
-                    buf.timestamp_millis(),
-                    record.level(),
-                    thread.name().unwrap_or("?"),
-                    record.args()
-                )
+                mqttd::thread_name::with_current(|thread| {
+                    writeln!(
+                        buf,
+                        "{} {:<5} [{thread}] {}",
+                        buf.timestamp_millis(),
+                        record.level(),
+                        record.args()
+                    )
+                })
             })
             .build();
     let level = console.filter();

@@ -31,9 +31,10 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use crate::acl::Acl;
 use crate::broker::{Broker, SysTree};
 use crate::config::Config;
-use crate::connection::{self, ListenerSlot};
+use crate::connection::{self, Handshakers, ListenerSlot};
 use crate::passwords::PasswordFile;
 use crate::persistence::Journal;
+use crate::throttle::{self, Throttle};
 use crate::transport::Transport;
 
 /// A running broker: its listening addresses, its shared state and its acceptor threads
@@ -66,7 +67,7 @@ impl Server {
             for warning in warnings {
                 log::warn!("{warning}");
             }
-            let socket = TcpListener::bind(listener.bind)
+            let socket = crate::listen::bind(listener.bind)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", listener.bind)))?;
             bound.push((socket, listener.max_connections, Arc::new(transport)));
         }
@@ -341,16 +342,23 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 /// refused client, which is what the limit exists to save; like Mosquitto, we just close.
 /// `which` names the limit that was reached, for the warning.
 fn refuse_over_limit(stream: TcpStream, limit: usize, which: &str) {
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string());
-    log::warn!("refusing connection from {peer}: {limit} connections are open, {which}");
+    // A reconnect storm against a full broker: one line a second, not one per client.
+    static OVER_LIMIT: Throttle = Throttle::new();
+    if let Some(held_back) = OVER_LIMIT.admit(Instant::now()) {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string());
+        log::warn!(
+            "refusing connection from {peer}: {limit} connections are open, {which}{}",
+            throttle::held_back(held_back)
+        );
+    }
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// Maps kept free for everything but the connections' steady state: the binary, libraries
-/// and heaps (about 70, measured), and handshakes in progress, each of which briefly has a
-/// third thread (4 maps; room for about 500 at once).
+/// and heaps (about 70, measured), and the handshake threads, busy or waiting for the next
+/// connection (4 maps each; room for about 500 at once).
 const MEMORY_MAPS_HEADROOM: usize = 2_200;
 
 /// How many connections a `vm.max_map_count` of `max_map_count` leaves room for.
@@ -401,6 +409,7 @@ fn accept_loop(
     // How many connections of this listener are open: each holds a `ListenerSlot`.
     let open = Arc::new(AtomicUsize::new(0));
     let max_connections = broker.config.max_connections;
+    let handshakers = Handshakers::new();
     for stream in listener.incoming() {
         if broker.is_stopping() {
             break;
@@ -418,7 +427,7 @@ fn accept_loop(
             Ok(stream) => {
                 broker.count_connection();
                 let slot = ListenerSlot::take(&open, &everyone);
-                connection::spawn(stream, Arc::clone(&broker), slot, Arc::clone(&transport))
+                handshakers.start(stream, Arc::clone(&broker), slot, Arc::clone(&transport))
             }
             Err(e) => {
                 // Typically "too many open files": wait a moment rather than spin, and let

@@ -31,13 +31,23 @@ const LAYERS: &[&[&str]] = &[
     // 0: leaves. Topic names and the trie, the settings, test-only fault injection,
     //    password files (and `mqttd passwd`, which writes them; the hashing inside is the
     //    optional `auth` feature's), and the sequence diagrams of `--sequence`, which
-    //    read the log's text and nothing else. They know no other module of the crate.
-    &["topic", "config", "fault", "passwords", "sequence"],
+    //    read the log's text and nothing else, the names of threads that change while they
+    //    run, and a rate limit for floods of warnings. They know no other module of the
+    //    crate.
+    &[
+        "topic",
+        "config",
+        "fault",
+        "passwords",
+        "sequence",
+        "thread_name",
+        "throttle",
+    ],
     // 1: bytes to packets and back, the access rules of an acl_file, and the byte stream
     //    under a connection (TCP, TLS, WebSocket frames). The first two may know topic
     //    names and filters (to validate and match them); the transport knows the listener
-    //    settings it is built from. Nothing else.
-    &["codec", "acl", "transport"],
+    //    settings it is built from; the listening socket (`listen`) knows nothing at all.
+    &["codec", "acl", "transport", "listen"],
     // 2: `mqttd decode`, which takes bytes apart with the codec's own readers and checks.
     //    It knows packets (and so topics), nothing of sessions, the broker or sockets.
     &["dissect"],

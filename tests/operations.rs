@@ -250,3 +250,41 @@ fn a_stored_session_expires_after_persistent_client_expiration() {
     let (_back, present) = Raw::session(addr, "wanderer", false);
     assert!(!present, "the client starts afresh");
 }
+
+/// Handshake threads are kept for the next connection (src/connection/handshakers.rs):
+/// clients connecting one after another, each once the one before has its CONNACK, are all
+/// served, and each can publish to a subscriber that connected before them. (A reused
+/// thread that kept anything of its previous connection would fail one of them.)
+#[test]
+fn clients_connecting_one_after_another_are_each_served() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut subscriber = Raw::subscribed(addr, "listener", &["relay/#"]);
+    for n in 0..20 {
+        let mut client = Raw::connected(addr, &format!("one-after-another-{n}"));
+        client.send(&publish(&format!("relay/{n}"), b"x", 0, false, 0));
+        client.send(&DISCONNECT);
+        assert_eq!(client.closed(), []);
+        assert_eq!(subscriber.recv_publish().topic, format!("relay/{n}"));
+    }
+}
+
+/// A client that connects and says nothing holds up only the handshake thread waiting for
+/// its CONNECT: others connecting meanwhile get their CONNACK at once, well within
+/// `PATIENCE`, though the silent ones would be waited for much longer (the acceptor starts
+/// another handshake thread when none is free, §3.1.4 leaves the wait to the server).
+#[test]
+fn a_silent_client_does_not_hold_up_the_next_ones() {
+    let broker = start_broker_with(Config {
+        connect_timeout: std::time::Duration::from_secs(60),
+        ..Config::default()
+    });
+    let addr = broker.local_addr();
+    let silent: Vec<Raw> = (0..4).map(|_| Raw::tcp(addr)).collect();
+    for n in 0..4 {
+        let mut client = Raw::connected(addr, &format!("not-held-up-{n}"));
+        client.send(&DISCONNECT);
+        assert_eq!(client.closed(), []);
+    }
+    drop(silent);
+}

@@ -262,13 +262,11 @@ impl Log for Capture {
         true
     }
     fn log(&self, record: &Record) {
-        let thread = thread::current();
-        let line = format!(
-            "{:<5} [{}] {}",
-            record.level(),
-            thread.name().unwrap_or("?"),
-            record.args()
-        );
+        // The thread's name as the broker's own log prints it (a handshake thread is
+        // renamed for each connection it takes).
+        let line = mqttd::thread_name::with_current(|thread| {
+            format!("{:<5} [{thread}] {}", record.level(), record.args())
+        });
         LOGGED.lock().unwrap().push(line);
     }
     fn flush(&self) {}

@@ -370,12 +370,14 @@ const CODE_ROOTS: &[&str] = &["src", "tests", "benches", "examples"];
 const EXTERNAL: &[&str] = &[
     // Linux: system calls, libc functions and kernel names that strace, perf and /proc show.
     "accept4 clone3 futex malloc malloc_stats mmap mprotect prctl recvfrom rt_sigprocmask",
-    "sendto sigaltstack TCP_NODELAY VmRSS flock fsync sched_yield",
+    "sendto sigaltstack TCP_NODELAY VmRSS flock fsync sched_yield ListenOverflows gettid openat",
+    "rseq sched_getaffinity set_robust_list close _raw_spin_unlock_irqrestore",
     // Rust keywords, the prelude and the standard library.
     "Arc break BufReader BufWriter catch_unwind Condvar continue Display Drop min Mutex None",
-    "notify_all Read self std Vec VecDeque Write write_all sync_data TcpStream",
+    "notify_all Read self std Vec VecDeque Write write_all sync_data TcpStream unsafe",
+    "HashMap yield_now",
     // The two concurrency crates mqttd depends on: crossbeam-channel and parking_lot.
-    "crossbeam_channel never try_recv try_send parking_lot MutexGuard try_lock",
+    "crossbeam_channel never try_recv try_send parking_lot MutexGuard try_lock SyncWaker",
     // Log levels, as `RUST_LOG` and the log lines spell them.
     "DEBUG debug INFO TRACE trace",
     // Commands the chapters run.
@@ -397,13 +399,15 @@ const EXTERNAL: &[&str] = &[
     "mqtt mqtts ws wss",
     // Cargo features and the crates behind them, threads named after their job, and the
     // environment variables bench/compare.sh reads.
-    "auth signals sha2 hmac pbkdf2 subtle base64 getrandom rpassword signal_hook",
+    "auth signals sha2 hmac pbkdf2 subtle base64 getrandom rpassword signal_hook backlog",
+    "socket2",
     "acceptor sys BASELINE MQTTD_ARGS BASELINE_ARGS",
     // The data of the chapters' runs: client identifiers, topic levels, payloads, the flags
     // `mosquitto_sub -d` prints, bytes, the scenarios of bench/compare.sh, the `RESULT`
     // lines of loadgen, and the suffix the violation tests share (`_closes`).
     "learner twin polite fragile mortal forgetful slowpoke door hoge fuga sport status a b",
     "one two three o d1 r1 d000 conns5k fanout16 fanout256 qos1_durable fanin_q1_durable",
+    "fanin_q1 pair8 qos2 qos1_wide qos2_wide",
     "dashboard",
     "RESULT _closes",
 ];

@@ -45,7 +45,14 @@ pub fn open_blocking_session(
 ) -> Result<(Stream<TcpStream>, bool), Fail> {
     let socket = connect_tcp(connector.addr, client_id)?;
     let mut stream = connector.establish(socket, client_id)?;
-    let session_present = handshake(&mut stream, client_id, clean_session, subscription)?;
+    let keep_alive = connector.keep_alive;
+    let session_present = handshake(
+        &mut stream,
+        client_id,
+        clean_session,
+        keep_alive,
+        subscription,
+    )?;
     Ok((stream, session_present))
 }
 
@@ -64,17 +71,19 @@ pub fn connect_tcp(addr: SocketAddr, client_id: &str) -> Result<TcpStream, Fail>
     Ok(stream)
 }
 
-/// CONNECT, CONNACK, and SUBSCRIBE, SUBACK if `subscription` is given, on a fresh
-/// connection. Returns the CONNACK's Session Present flag.
+/// CONNECT (with this Keep Alive, in seconds), CONNACK, and SUBSCRIBE, SUBACK if
+/// `subscription` is given, on a fresh connection. Returns the CONNACK's Session Present
+/// flag.
 pub fn handshake<S: Read + Write>(
     stream: &mut S,
     client_id: &str,
     clean_session: bool,
+    keep_alive: u16,
     subscription: Option<(&str, QoS)>,
 ) -> Result<bool, Fail> {
     send(
         stream,
-        &wire::connect_session(client_id, clean_session),
+        &wire::connect_session(client_id, clean_session, keep_alive),
         client_id,
     )?;
     let session_present = expect_connack(stream, client_id)?;

@@ -5,10 +5,18 @@
 //! 2. Open `--conns` connections, at most `--parallel` handshakes at a time, each doing
 //!    what a real client does: TCP connect, CONNECT, wait for CONNACK, SUBSCRIBE to its
 //!    own topic `conns/<i>`, wait for SUBACK. The connect rate is connections per second
-//!    until the last SUBACK.
-//! 3. Read the broker's memory again: `(after − before) / conns` is its cost per idle,
+//!    until the last SUBACK. With `--parallel 1` that is one client at a time; with
+//!    `--parallel` at least `--conns`, every `connect()` is made before the first turn of
+//!    the loop, so before any CONNECT is written or any CONNACK read: a burst, as a fleet
+//!    reconnecting after an outage makes.
+//! 3. Meanwhile, count the connection attempts the kernel dropped because a listening
+//!    socket's accept queue was full (`ListenOverflows`, `ListenDrops` in
+//!    `/proc/net/netstat`, after − before). Each such SYN costs its client a 1 s
+//!    retransmit. The counters belong to the whole network namespace, not to one broker,
+//!    so anything else connecting on this machine during the run adds to them.
+//! 4. Read the broker's memory again: `(after − before) / conns` is its cost per idle,
 //!    subscribed connection.
-//! 4. From one more connection, publish one message to each of `--probe` of them, spread
+//! 5. From one more connection, publish one message to each of `--probe` of them, spread
 //!    evenly, and check that each arrives exactly once and nowhere else.
 //!
 //! All connections live in one mio loop on the main thread: ten thousand sockets cost the
@@ -51,6 +59,9 @@ pub struct ConnsReport {
     pub secs: f64,
     pub rss_before_kib: Option<u64>,
     pub rss_after_kib: Option<u64>,
+    /// SYNs dropped while the connections were opened; `None` if `/proc/net/netstat`
+    /// could not be read.
+    pub listen: Option<ListenCounts>,
     pub probe: usize,
     /// Probed connections that got their message.
     pub delivered: usize,
@@ -69,8 +80,12 @@ impl ConnsReport {
             }
             _ => "na".to_owned(),
         };
+        let overflows = self
+            .listen
+            .map_or("na".to_owned(), |c| c.overflows.to_string());
+        let drops = self.listen.map_or("na".to_owned(), |c| c.drops.to_string());
         format!(
-            "conns={} parallel={} secs={:.2} connect_rate={:.0} rss_before_kib={} rss_after_kib={} rss_per_conn_kib={per_conn} probe={} delivered={} lost={} dup={} misrouted={}",
+            "conns={} parallel={} secs={:.2} connect_rate={:.0} listen_overflows={overflows} listen_drops={drops} rss_before_kib={} rss_after_kib={} rss_per_conn_kib={per_conn} probe={} delivered={} lost={} dup={} misrouted={}",
             self.conns,
             self.parallel,
             self.secs,
@@ -89,9 +104,13 @@ impl ConnsReport {
 pub fn run(options: &Options) -> Result<ConnsReport, Fail> {
     let deadline = Instant::now() + Duration::from_secs_f64(options.secs) + HARD_MARGIN;
     let rss_before_kib = options.broker_pid.map(read_rss_kib).transpose()?;
+    let listen_before = ListenCounts::read();
     let start = Instant::now();
     let mut fleet = Fleet::open(options, deadline)?;
     let secs = start.elapsed().as_secs_f64();
+    let listen = ListenCounts::read()
+        .zip(listen_before)
+        .map(|(after, before)| after.since(before));
     thread::sleep(SETTLE);
     let rss_after_kib = options.broker_pid.map(read_rss_kib).transpose()?;
     let probed = fleet.probe(options, deadline)?;
@@ -102,6 +121,7 @@ pub fn run(options: &Options) -> Result<ConnsReport, Fail> {
         secs,
         rss_before_kib,
         rss_after_kib,
+        listen,
         probe: probed.len(),
         delivered: 0,
         duplicates: 0,
@@ -130,6 +150,49 @@ fn read_rss_kib(pid: u32) -> Result<u64, Fail> {
         .ok_or_else(|| Fail::Protocol(format!("no VmRSS line in {path}")))
 }
 
+/// The kernel's counts of connection attempts dropped at a listening socket, from the
+/// `TcpExt:` lines of `/proc/net/netstat` (a line of names, then a line of values).
+/// `ListenOverflows`: the SYN (or the handshake's last ACK) came while the accept queue
+/// was full. `ListenDrops`: every such drop, overflows included. Both count for the whole
+/// network namespace since boot; a run takes the difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenCounts {
+    pub overflows: u64,
+    pub drops: u64,
+}
+
+impl ListenCounts {
+    /// `None` where there is no such file or it lacks the fields: the run goes on without.
+    fn read() -> Option<ListenCounts> {
+        let text = fs::read_to_string("/proc/net/netstat").ok()?;
+        ListenCounts::parse(&text)
+    }
+
+    fn parse(text: &str) -> Option<ListenCounts> {
+        let mut tcp_ext = text.lines().filter(|line| line.starts_with("TcpExt:"));
+        let (names, values) = (tcp_ext.next()?, tcp_ext.next()?);
+        let field = |wanted: &str| {
+            names
+                .split_whitespace()
+                .zip(values.split_whitespace())
+                .find(|(name, _)| *name == wanted)
+                .and_then(|(_, value)| value.parse().ok())
+        };
+        Some(ListenCounts {
+            overflows: field("ListenOverflows")?,
+            drops: field("ListenDrops")?,
+        })
+    }
+
+    /// What happened between `before` and now (`self`).
+    fn since(self, before: ListenCounts) -> ListenCounts {
+        ListenCounts {
+            overflows: self.overflows.saturating_sub(before.overflows),
+            drops: self.drops.saturating_sub(before.drops),
+        }
+    }
+}
+
 /// Where one idle connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -156,6 +219,8 @@ struct IdleState {
     client_id: String,
     /// Probe messages received.
     got: u32,
+    /// The Keep Alive its CONNECT carries (`--keep-alive`).
+    keep_alive: u16,
 }
 
 /// All idle connections and the one poll that watches them.
@@ -222,6 +287,7 @@ impl Fleet {
                 index,
                 client_id,
                 got: 0,
+                keep_alive: options.keep_alive,
             },
         });
         Ok(())
@@ -257,7 +323,8 @@ impl Fleet {
             .map(|k| k * count / options.probe)
             .collect();
         let client_id = format!("loadgen-{}-prober", std::process::id());
-        let mut publisher = client::open_blocking(&Connector::tcp(options.addr), &client_id, None)?;
+        let connector = Connector::tcp(options.addr).with_keep_alive(options.keep_alive);
+        let mut publisher = client::open_blocking(&connector, &client_id, None)?;
         let mut bytes = Vec::new();
         for (seq, &index) in (0u32..).zip(&probed) {
             let template =
@@ -332,7 +399,8 @@ impl Idle {
             .stream
             .set_nodelay(true)
             .map_err(Fail::io(what()))?;
-        wire::connect(&self.state.client_id).encode(self.link.output.bytes_mut());
+        wire::connect(&self.state.client_id, self.state.keep_alive)
+            .encode(self.link.output.bytes_mut());
         self.state.stage = Stage::AwaitConnack;
         Ok(true)
     }
@@ -375,5 +443,37 @@ impl IdleState {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_counts_are_read_by_name_from_the_tcpext_lines() {
+        let netstat = "TcpExt: SyncookiesSent ListenOverflows ListenDrops TCPHPHits\n\
+                       TcpExt: 0 12 13 99\n\
+                       IpExt: InNoRoutes\n\
+                       IpExt: 0\n";
+        let counts = ListenCounts::parse(netstat).unwrap();
+        assert_eq!(
+            counts,
+            ListenCounts {
+                overflows: 12,
+                drops: 13
+            }
+        );
+        let before = ListenCounts {
+            overflows: 2,
+            drops: 3,
+        };
+        assert_eq!(
+            counts.since(before),
+            ListenCounts {
+                overflows: 10,
+                drops: 10
+            }
+        );
     }
 }

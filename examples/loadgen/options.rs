@@ -16,12 +16,15 @@ Scenarios (each prints one RESULT line on stdout):
   pair     --pairs N          N publisher->subscriber pairs, pair i on topic pair/i
   fanin    --pubs N --qos Q   N publishers (16) on fanin/<i> -> 1 subscriber on fanin/+
   fanout   --subs N           1 publisher -> N subscribers (16) of topic fanout
-  qos1     --pairs N          pairs at QoS 1 on both legs, --window (16) messages in flight
-  qos2     --pairs N          pairs at QoS 2 on both legs, --window (16) messages in flight
+  qos1     --pairs N          pairs at QoS 1 on both legs, --window (16) messages in flight;
+                              also p50/p99/p99.9 of send -> receive in microseconds
+  qos2     --pairs N          the same at QoS 2
   latency  --rate R           one pair at R messages/s (10000): p50/p99/p99.9 in microseconds
   conns    --conns N          N idle subscribers on conns/<i>: connect rate, broker RSS per
            --broker-pid PID   connection (from /proc/PID/status), then one message to each
-           --probe M          of M (1000) of them, all of which must arrive
+           --probe M          of M (1000) of them, all of which must arrive; and the
+                              SYNs dropped meanwhile (ListenOverflows, ListenDrops in
+                              /proc/net/netstat: the whole machine's, not one broker's)
   relay                       a trivial broker on --port, to measure this tool's own ceiling;
                               it exits by itself after --secs (600); with --transport
                               tls/ws/wss it serves that (--certfile, --keyfile for TLS)
@@ -48,7 +51,11 @@ Options:
                   (400; fanin 400 / --pubs, 25 for 16; qos1/qos2 16)
   --qos Q         QoS of both legs for pair, fanin and fanout (0)
   --rate R        messages per second per publisher (unlimited; latency 10000)
-  --parallel K    conns: handshakes in progress at once (64); store: connections (8)
+  --keep-alive S  the Keep Alive of every CONNECT, in seconds (0: none; rumqttd 0.20
+                  refuses 0); not for store and resume, which always send 0
+  --parallel K    conns: handshakes in progress at once (64; 1: one client at a time;
+                  --conns or more: every connect() made before the first CONNACK is
+                  read); store: connections (8)
   --persistent    subscribers use Clean Session 0 and fixed client ids
                   (loadgen-persistent-SCENARIO-sub<i>), so a broker with persistence
                   records what it queues for them; any session left under those ids is
@@ -131,6 +138,8 @@ pub struct Options {
     pub broker_pid: Option<u32>,
     pub probe: usize,
     pub parallel: usize,
+    /// The Keep Alive of the clients' CONNECT packets, in seconds (0: none).
+    pub keep_alive: u16,
     /// Subscribers keep their sessions (Clean Session 0), under fixed client ids.
     pub persistent: bool,
     /// `store`: how many sessions; `resume`: how many there were.
@@ -174,6 +183,7 @@ struct Given {
     broker_pid: Option<u32>,
     probe: Option<usize>,
     parallel: Option<usize>,
+    keep_alive: Option<u16>,
     persistent: bool,
     sessions: Option<usize>,
     messages: Option<usize>,
@@ -233,6 +243,7 @@ fn parse_options(args: &[String]) -> Result<Given, Fail> {
             "--broker-pid" => given.broker_pid = Some(number(flag, value)?),
             "--probe" => given.probe = Some(number(flag, value)?),
             "--parallel" => given.parallel = Some(number(flag, value)?),
+            "--keep-alive" => given.keep_alive = Some(number(flag, value)?),
             "--sessions" => given.sessions = Some(number(flag, value)?),
             "--messages" => given.messages = Some(number(flag, value)?),
             "--session" => given.session = Some(number(flag, value)?),
@@ -327,6 +338,7 @@ fn resolve(scenario: Scenario, given: Given) -> Result<Options, Fail> {
         parallel: given
             .parallel
             .unwrap_or(if scenario == Scenario::Store { 8 } else { 64 }),
+        keep_alive: given.keep_alive.unwrap_or(0),
         persistent: given.persistent,
         sessions: given.sessions.unwrap_or(1000),
         messages: given.messages.unwrap_or(if large { 20 } else { 100 }),

@@ -179,7 +179,7 @@ pub fn resume(options: &Options) -> Result<String, Fail> {
     // completes TCP handshakes into the listen backlog, and only the CONNACK says the
     // broker is ready.
     let tcp_ms = ms_since(since);
-    let present = client::handshake(&mut stream, &id, false, None)?;
+    let present = client::handshake(&mut stream, &id, false, 0, None)?;
     let accept_ms = ms_since(since);
     if !present {
         return Err(Fail::Protocol(format!(

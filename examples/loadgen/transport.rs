@@ -118,6 +118,8 @@ pub struct Connector {
     ws_path: String,
     /// The TLS version and cipher suite of the first handshake, for the RESULT line.
     negotiated: Arc<OnceLock<String>>,
+    /// The Keep Alive its clients' CONNECT packets carry, in seconds (`--keep-alive`).
+    pub keep_alive: u16,
 }
 
 impl Connector {
@@ -129,7 +131,14 @@ impl Connector {
             tls: None,
             ws_path: String::new(),
             negotiated: Arc::default(),
+            keep_alive: 0,
         }
+    }
+
+    /// The same, with this Keep Alive (seconds) in its clients' CONNECT packets.
+    pub fn with_keep_alive(mut self, seconds: u16) -> Connector {
+        self.keep_alive = seconds;
+        self
     }
 
     /// `kind` to `addr`; `tls` must be given for `tls` and `wss` (see [`tls_config`]).
@@ -148,6 +157,7 @@ impl Connector {
             tls: tls.filter(|_| kind.uses_tls()),
             ws_path: ws_path.to_owned(),
             negotiated: Arc::default(),
+            keep_alive: 0,
         })
     }
 

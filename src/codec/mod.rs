@@ -330,6 +330,61 @@ fn put_fixed_header(out: &mut Vec<u8>, byte1: u8, remaining_length: usize) {
     primitives::put_remaining_length(out, remaining_length);
 }
 
+/// A map keyed by Packet Identifier, for the messages a session has in flight: the sending
+/// side (`session::Outbound`) and the journal's copy of it (`persistence::State`) both find
+/// an entry by the identifier an acknowledgement names, once per acknowledgement, in a
+/// window of up to 65 535 entries. It lives in the codec, with [`PacketId`], because those
+/// two modules sit side by side and may not use each other.
+pub type PacketIdMap<V> = std::collections::HashMap<PacketId, V, BuildPacketIdHasher>;
+
+/// Builds a [`PacketIdHasher`]: the hasher of a [`PacketIdMap`].
+///
+/// Why not the standard library's default? Its SipHash, seeded at random, protects a map
+/// whose keys an attacker picks from being flooded into one bucket. Here the broker picks
+/// every key itself (`Outbound::allocate_id` hands them out), so that protection buys
+/// nothing, and it costs a SipHash round per look-up. Why not the identity either? The
+/// map (hashbrown, inside `std`) uses the *low* bits of a hash to pick a bucket and the
+/// *top* 7 bits as a tag it compares first; a `u16` taken as it is leaves the top bits 0,
+/// every tag equal, and each look-up would compare keys one by one along a probe.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildPacketIdHasher;
+
+impl std::hash::BuildHasher for BuildPacketIdHasher {
+    type Hasher = PacketIdHasher;
+
+    fn build_hasher(&self) -> PacketIdHasher {
+        PacketIdHasher(0)
+    }
+}
+
+/// Fibonacci hashing: the key times 2^64 / φ (an odd number, so no two keys collide).
+/// The low bits of the product still differ for consecutive identifiers (distinct buckets
+/// for 1, 2, 3, …), and the multiplication carries every bit of the key into the top 7
+/// bits, so the tags spread too.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketIdHasher(u64);
+
+/// ⌊2^64 / φ⌋, made odd: the multiplier of Fibonacci hashing (Knuth, TAOCP vol. 3, §6.4).
+const FIBONACCI_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl std::hash::Hasher for PacketIdHasher {
+    fn write_u16(&mut self, id: u16) {
+        self.0 = (self.0 ^ u64::from(id)).wrapping_mul(FIBONACCI_MULTIPLIER);
+    }
+
+    /// Only `write_u16` is used by a `PacketId` key; this folds any other bytes in the
+    /// same way, so that the hasher stays correct for whatever else is hashed with it.
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u16(u16::from(byte));
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,5 +424,23 @@ mod tests {
         assert_eq!(rule(0xA0), "[MQTT-3.10.1-1]"); // UNSUBSCRIBE with 0000
         assert_eq!(rule(0xE1), "[MQTT-3.14.1-1]"); // DISCONNECT with 0001
         assert_eq!(rule(0x41), "[MQTT-2.2.2-2]"); // PUBACK with 0001
+    }
+
+    /// What [`PacketIdHasher`] promises the map: every identifier its own bucket among
+    /// the 65 536 a full window uses (the low 16 bits differ), and tags (the top 7 bits)
+    /// spread over all 128 values even for identifiers that differ only in their low bits.
+    #[test]
+    fn packet_id_hashes_spread_over_buckets_and_tags() {
+        use std::collections::HashSet;
+        use std::hash::{BuildHasher, Hasher};
+        let hash = |id: PacketId| {
+            let mut hasher = BuildPacketIdHasher.build_hasher();
+            hasher.write_u16(id);
+            hasher.finish()
+        };
+        let buckets: HashSet<u64> = (1..=u16::MAX).map(|id| hash(id) & 0xFFFF).collect();
+        assert_eq!(buckets.len(), 65_535);
+        let tags: HashSet<u64> = (1..=1024).map(|id| hash(id) >> 57).collect();
+        assert_eq!(tags.len(), 128);
     }
 }

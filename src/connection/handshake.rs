@@ -32,6 +32,7 @@ use crate::protocol::{
     reaction_to, user_from_certificate, CloseReason, Handler, Opened, Refusal,
 };
 use crate::session::WriterSide;
+use crate::throttle::{self, Throttle};
 use crate::transport::{Incoming, Socket, Transport};
 
 use super::input::Input;
@@ -221,11 +222,21 @@ fn refuse(socket: &Socket, peer: &str, refusal: Refusal, broker: &Broker) {
         Refusal::Close(reason) => reason.log(peer),
         Refusal::Connack { code, rule, what } => {
             send_connack(socket, peer, code, broker);
-            log::warn!(
-                "client {peer:?} refused with {:#04x} ({}): {rule} {what}",
-                code as u8,
-                code.describe()
-            );
+            // 0x03 comes in floods (the machine is out of threads for a whole burst): one
+            // line a second for those; the other codes are each about one client.
+            static UNAVAILABLE: Throttle = Throttle::new();
+            let held_back = match code {
+                ConnectReturnCode::ServerUnavailable => UNAVAILABLE.admit(Instant::now()),
+                _ => Some(0),
+            };
+            if let Some(held_back) = held_back {
+                log::warn!(
+                    "client {peer:?} refused with {:#04x} ({}): {rule} {what}{}",
+                    code as u8,
+                    code.describe(),
+                    throttle::held_back(held_back)
+                );
+            }
         }
         Refusal::NotAuthorized {
             client_id,

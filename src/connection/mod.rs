@@ -7,7 +7,8 @@
 //!               │
 //!   acceptor ───┴─▶ "hs:127.0.0.1:50312"   handshake: read CONNECT (10 s limit), validate,
 //!                        │                  assign the Client Identifier, take over, then
-//!                        │                  start the two threads below and end
+//!                        │                  start the two threads below and wait for the
+//!                        │                  next connection (handshakers.rs)
 //!          ┌─────────────┴──────────────┐
 //!          ▼                            ▼
 //!   "rx:sensor-1" reader           "tx:sensor-1" writer
@@ -43,18 +44,18 @@
 //! could defer), and stores the session (Clean Session 0) or ends it (Clean Session 1).
 
 mod handshake;
+mod handshakers;
 mod input;
 mod reader;
 mod writer;
 
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::broker::Broker;
 use crate::codec::primitives::put_remaining_length;
 use crate::codec::{Frame, Packet};
-use crate::transport::{Socket, Transport};
+
+pub(crate) use handshakers::Handshakers;
 
 /// Stack size of each connection thread. Only the pages a thread touches count towards
 /// memory use; this bounds the worst case. Decoding and routing never recurse deeply.
@@ -67,7 +68,7 @@ pub(crate) const THREAD_STACK_SIZE: usize = 256 * 1024;
 /// 8 000 connections. Counted with `/proc/PID/maps` and 2 000 idle clients.
 pub(crate) const MEMORY_MAPS_PER_CONNECTION: usize = 8;
 
-/// Stack size of the short-lived handshake thread: a different size on purpose. glibc
+/// Stack size of a handshake thread (`handshakers.rs`): a different size on purpose. glibc
 /// keeps the stacks of finished threads and hands them to new threads that ask for the
 /// same size, pages already touched included. A handshake (decoding the CONNECT, logging
 /// it) touches more of its stack than an idle reader or writer ever does, so if its stack
@@ -104,33 +105,6 @@ impl Drop for ListenerSlot {
     fn drop(&mut self) {
         self.listener.fetch_sub(1, Ordering::Relaxed);
         self.everyone.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Starts handling a freshly accepted TCP connection on its own handshake thread.
-/// `transport` is what the connection's listener puts between TCP and MQTT.
-pub(crate) fn spawn(
-    stream: TcpStream,
-    broker: Arc<Broker>,
-    slot: ListenerSlot,
-    transport: Arc<Transport>,
-) {
-    // Small packets (PUBACK, PINGRESP) should leave now, not wait for Nagle's algorithm;
-    // the writer already batches what is queued into one write.
-    let _ = stream.set_nodelay(true);
-    let socket = Socket::new(stream);
-    let peer = match socket.peer_addr() {
-        Some(addr) => addr.to_string(),
-        None => "unknown peer".to_owned(),
-    };
-    // The new thread owns the only handle on the socket: if it cannot start, or dies
-    // while starting, the socket is closed with it and nothing is left registered.
-    let spawned = std::thread::Builder::new()
-        .name(format!("hs:{peer}"))
-        .stack_size(HANDSHAKE_STACK_SIZE)
-        .spawn(move || handshake::run(socket, peer, broker, slot, transport));
-    if let Err(e) = spawned {
-        log::error!("cannot start a thread for a new connection: {e}");
     }
 }
 

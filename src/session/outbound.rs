@@ -19,11 +19,18 @@
 //! Messages beyond the window wait. Most wait in the session's `Outbox` channel, which the
 //! writer does not read while the window is full; the few that arrive another way
 //! (retained messages for a new subscription) wait in `pending`.
+//!
+//! **Cost per message.** The window may be as wide as 65 535 messages
+//! (`--max-inflight 65535`), so nothing done once per message may walk the window:
+//! `send`, `acknowledge` and the choice of a free Packet Identifier each take a time that
+//! does not grow with the number of messages in flight. The messages in flight are kept by
+//! Packet Identifier, because that is all an acknowledgement names; the order they were
+//! sent in, which only a reconnect needs, is a number in each entry, sorted by `resend`.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 
-use crate::codec::{Packet, PacketId, Publish, QoS};
+use crate::codec::{Packet, PacketId, PacketIdMap, Publish, QoS};
 use crate::config::MAX_INFLIGHT_MESSAGES;
 use crate::mailbox::Delivery;
 
@@ -42,6 +49,9 @@ pub struct InFlight {
     pub id: PacketId,
     pub delivery: Delivery,
     pub stage: Stage,
+    /// Its place in the order of first sending: 0 for the first message this session
+    /// sent (or restored), one more for each after it. `resend` sorts by it.
+    pub sent: u64,
 }
 
 /// An acknowledgement the client sent for one of our messages.
@@ -98,34 +108,50 @@ impl fmt::Display for WrongAck {
 /// The outgoing QoS state of one session.
 #[derive(Debug)]
 pub struct Outbound {
-    /// In the order the PUBLISH packets were first sent, which is the order they must be
-    /// re-sent in ([MQTT-4.6.0-1]).
-    in_flight: VecDeque<InFlight>,
-    /// The Packet Identifiers of `in_flight`, to find a free one without scanning it.
-    ids_in_use: HashSet<PacketId>,
+    /// The messages in flight, by Packet Identifier: an acknowledgement finds its message
+    /// in one look-up, however wide the window (a list in sending order had to be walked,
+    /// up to 65 535 entries per acknowledgement). The key is also how `allocate_id` tells
+    /// an identifier in use from a free one.
+    in_flight: PacketIdMap<InFlight>,
+    /// The `sent` number of the next message sent: the sending order that the map does
+    /// not keep, and that a re-send must follow ([MQTT-4.6.0-1]).
+    next_sent: u64,
     /// Deliveries that arrived while the window was full and are not in the Outbox.
     pending: VecDeque<Delivery>,
-    /// The last Packet Identifier handed out.
+    /// The last Packet Identifier handed out by counting (see `allocate_id`).
     last_id: PacketId,
+    /// Identifiers freed by acknowledgements, the longest free first; kept only when the
+    /// window is wider than half of all identifiers (`recycle_ids`), see `allocate_id`.
+    freed: VecDeque<PacketId>,
+    /// Whether `freed` is kept: decided once, from the window.
+    recycle_ids: bool,
     /// The window: how many QoS 1 and 2 messages may be in flight at once.
     max_in_flight: usize,
 }
 
 impl Outbound {
     pub fn new(max_in_flight: usize) -> Outbound {
+        // At most 65 535 Packet Identifiers exist; a bigger window could never fill.
+        let max_in_flight = max_in_flight.clamp(1, MAX_INFLIGHT_MESSAGES);
         Outbound {
-            in_flight: VecDeque::new(),
-            ids_in_use: HashSet::new(),
+            in_flight: PacketIdMap::default(),
+            next_sent: 0,
             pending: VecDeque::new(),
             last_id: 0,
-            // At most 65 535 Packet Identifiers exist; a bigger window could never fill.
-            max_in_flight: max_in_flight.clamp(1, MAX_INFLIGHT_MESSAGES),
+            freed: VecDeque::new(),
+            recycle_ids: max_in_flight > MAX_INFLIGHT_MESSAGES / 2,
+            max_in_flight,
         }
     }
 
     /// Whether another QoS 1 or 2 message may be sent now.
     pub fn has_room(&self) -> bool {
         self.in_flight.len() < self.max_in_flight
+    }
+
+    /// Whether messages are out that the client has yet to acknowledge.
+    pub fn awaits_acknowledgement(&self) -> bool {
+        !self.in_flight.is_empty()
     }
 
     #[cfg(test)]
@@ -135,14 +161,10 @@ impl Outbound {
 
     /// Puts back a message that was in flight when the broker stopped, with its Packet
     /// Identifier and stage, to be re-sent when the client returns ([MQTT-4.4.0-1]).
+    /// Called in the order they were first sent, before anything new is sent.
     pub fn restore(&mut self, id: PacketId, delivery: Delivery, stage: Stage) {
-        self.ids_in_use.insert(id);
         self.last_id = self.last_id.max(id);
-        self.in_flight.push_back(InFlight {
-            id,
-            delivery,
-            stage,
-        });
+        self.insert(id, delivery, stage);
     }
 
     /// Keeps a delivery for later, behind everything already waiting.
@@ -178,22 +200,36 @@ impl Outbound {
         let publish = to_publish(&delivery, packet_id, false);
         if let Some(id) = packet_id {
             // [MQTT-4.3.2-1] [MQTT-4.3.3-1] unacknowledged until PUBACK / PUBREC arrives.
-            self.ids_in_use.insert(id);
-            self.in_flight.push_back(InFlight {
-                id,
-                delivery,
-                stage: Stage::Published,
-            });
+            self.insert(id, delivery, Stage::Published);
         }
         publish
+    }
+
+    /// Records a message as in flight under `id`, numbered after every message before it.
+    fn insert(&mut self, id: PacketId, delivery: Delivery, stage: Stage) {
+        let sent = self.next_sent;
+        self.next_sent += 1;
+        let entry = InFlight {
+            id,
+            delivery,
+            stage,
+            sent,
+        };
+        self.in_flight.insert(id, entry);
     }
 
     /// What to send again when the client reconnects to this session ([MQTT-4.4.0-1]): every
     /// unacknowledged PUBLISH with DUP 1 ([MQTT-3.3.1-1]) and every unacknowledged PUBREL,
     /// in their original order, with their original Packet Identifiers.
+    ///
+    /// The map holds no order, so this sorts by `sent`: n log n for n messages in flight,
+    /// once per reconnect, paid so that each acknowledgement can cost O(1).
     pub fn resend(&self) -> Vec<Packet> {
-        self.in_flight
-            .iter()
+        let mut entries: Vec<&InFlight> = self.in_flight.values().collect();
+        // [MQTT-4.6.0-1] in the order the PUBLISH packets were first sent.
+        entries.sort_unstable_by_key(|entry| entry.sent);
+        entries
+            .into_iter()
             .map(|entry| match entry.stage {
                 Stage::Published => {
                     Packet::Publish(to_publish(&entry.delivery, Some(entry.id), true))
@@ -212,18 +248,17 @@ impl Outbound {
     /// connection must close ([MQTT-4.8.0-1]).
     pub fn acknowledge(&mut self, ack: ClientAck) -> Result<Option<Packet>, WrongAck> {
         let id = ack.packet_id();
-        let Some(index) = self.in_flight.iter().position(|entry| entry.id == id) else {
+        let Some(entry) = self.in_flight.get_mut(&id) else {
             log::debug!("{ack:?}: no message with id {id} is in flight");
             return Ok(match ack {
                 ClientAck::Pubrec(_) => Some(Packet::Pubrel(id)),
                 ClientAck::Puback(_) | ClientAck::Pubcomp(_) => None,
             });
         };
-        let entry = &mut self.in_flight[index];
         match (ack, entry.delivery.qos, entry.stage) {
             // [MQTT-4.3.2-1] PUBACK ends a QoS 1 delivery; [MQTT-2.3.1-4] the id is free.
             (ClientAck::Puback(_), QoS::AtLeastOnce, _) => {
-                self.release_entry(index);
+                self.release_id(id);
                 Ok(None)
             }
             // [MQTT-4.3.3-1] PUBREC moves a QoS 2 message to "released" (a repeated PUBREC
@@ -235,27 +270,46 @@ impl Outbound {
             }
             // [MQTT-4.3.3-1] PUBCOMP ends a released QoS 2 message; the id is free.
             (ClientAck::Pubcomp(_), QoS::ExactlyOnce, Stage::Released) => {
-                self.release_entry(index);
+                self.release_id(id);
                 Ok(None)
             }
             (ack, qos, stage) => Err(WrongAck { ack, qos, stage }),
         }
     }
 
-    /// Forgets the message at `index` of the in-flight list, and frees its identifier.
-    fn release_entry(&mut self, index: usize) {
-        if let Some(entry) = self.in_flight.remove(index) {
-            self.ids_in_use.remove(&entry.id);
+    /// Forgets the message in flight under `id`, which frees the identifier.
+    fn release_id(&mut self, id: PacketId) {
+        self.in_flight.remove(&id);
+        if self.recycle_ids {
+            self.freed.push_back(id);
         }
     }
 
     /// A Packet Identifier not in use by any message in flight ([MQTT-2.3.1-4]). Counts
-    /// upwards from 1, wrapping round after 65 535 and skipping 0 and identifiers in use.
+    /// upwards from 1, wrapping round after 65 535 and skipping 0 and identifiers in use;
+    /// a window wider than half the identifiers first reuses those in `freed`.
+    ///
+    /// Counting costs one step per identifier it skips. With at most `w` of the 65 535
+    /// identifiers in flight, one turn of the counter skips at most `w` and hands out the
+    /// rest, so each identifier costs 65 535 / (65 535 − w) steps on average: at most 2
+    /// while `w` is at most half of them. A wider window can be nearly full, and then one
+    /// free identifier may lie a whole turn away. So such a window also keeps `freed`, the
+    /// identifiers acknowledgements set free, and hands those out first: the counter then
+    /// only hands out identifiers never used yet, and every later one comes from `freed`
+    /// in one step. (`freed` holds only free identifiers, each once: counting takes over
+    /// only when it is empty. A narrow window does without it, and so without its memory:
+    /// up to 128 KiB, one `u16` for each free identifier.)
     fn allocate_id(&mut self) -> PacketId {
+        while let Some(id) = self.freed.pop_front() {
+            // Always free, as said above; checked anyway, as it costs one look-up.
+            if !self.in_flight.contains_key(&id) {
+                return id;
+            }
+        }
         loop {
             self.last_id = self.last_id.checked_add(1).unwrap_or(1);
             let id = self.last_id;
-            if !self.ids_in_use.contains(&id) {
+            if !self.in_flight.contains_key(&id) {
                 return id;
             }
         }
@@ -418,6 +472,165 @@ mod tests {
             !out.has_room(),
             "every identifier is in use: nothing more may be sent"
         );
+    }
+
+    /// The 65 535 identifiers, each once, in a scrambled but repeatable order: `k` times a
+    /// number that shares no factor with 65 535 (3 · 5 · 17 · 257) visits every residue.
+    fn scrambled(step: usize) -> Vec<PacketId> {
+        let n = MAX_INFLIGHT_MESSAGES;
+        (0..n)
+            .map(|k| PacketId::try_from(k * step % n + 1).unwrap())
+            .collect()
+    }
+
+    /// Fills a window of 65 535 with messages at `qos`, the payload of each its sending
+    /// number, and checks the identifiers: 1, 2, 3, … while none was ever freed.
+    fn full_window(qos: QoS) -> Outbound {
+        let mut out = Outbound::new(MAX_INFLIGHT_MESSAGES);
+        for k in 1..=MAX_INFLIGHT_MESSAGES {
+            let publish = out.send(delivery(qos, &k.to_string()));
+            assert_eq!(publish.packet_id.map(usize::from), Some(k));
+        }
+        assert!(!out.has_room());
+        out
+    }
+
+    /// What `resend` gives, as (identifier, PUBLISH payload or "PUBREL").
+    fn resent(out: &Outbound) -> Vec<(PacketId, String)> {
+        out.resend()
+            .into_iter()
+            .map(|packet| match packet {
+                Packet::Publish(p) => {
+                    assert!(p.dup, "[MQTT-3.3.1-1] a re-sent PUBLISH has DUP 1");
+                    let payload = String::from_utf8(p.payload.to_vec()).unwrap();
+                    (p.packet_id.unwrap(), payload)
+                }
+                Packet::Pubrel(id) => (id, "PUBREL".to_string()),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_full_window_of_qos1_acknowledged_out_of_order_frees_exactly_those_ids_mqtt_2_3_1_4() {
+        let mut out = full_window(QoS::AtLeastOnce);
+        // Acknowledge a scrambled third of the window.
+        let acked: Vec<PacketId> = scrambled(7919).into_iter().take(21_845).collect();
+        for (done, &id) in acked.iter().enumerate() {
+            assert_eq!(out.acknowledge(ClientAck::Puback(id)), Ok(None));
+            assert_eq!(out.in_flight_count(), MAX_INFLIGHT_MESSAGES - done - 1);
+        }
+        // A repeated PUBACK finds nothing and changes nothing.
+        assert_eq!(out.acknowledge(ClientAck::Puback(acked[0])), Ok(None));
+        // Every other message is still there, untouched, in sending order (id k was the
+        // k-th sent, with payload k).
+        let acked_set: std::collections::HashSet<PacketId> = acked.iter().copied().collect();
+        let expected: Vec<(PacketId, String)> = (1..=u16::MAX)
+            .filter(|id| !acked_set.contains(id))
+            .map(|id| (id, id.to_string()))
+            .collect();
+        assert_eq!(resent(&out), expected);
+        // New messages reuse exactly the freed identifiers, the longest free first, and
+        // none of those still in flight.
+        for &id in &acked {
+            assert!(out.has_room());
+            let publish = out.send(delivery(QoS::AtLeastOnce, &format!("new {id}")));
+            assert_eq!(publish.packet_id, Some(id));
+        }
+        assert!(!out.has_room());
+        // [MQTT-4.6.0-1] a reconnect re-sends the old ones first, then the new ones, each
+        // in the order it was sent.
+        let mut expected_after = expected;
+        expected_after.extend(acked.iter().map(|&id| (id, format!("new {id}"))));
+        assert_eq!(resent(&out), expected_after);
+    }
+
+    #[test]
+    fn a_full_window_of_qos2_goes_pubrec_then_pubcomp_in_any_order_mqtt_4_3_3_1() {
+        let mut out = full_window(QoS::ExactlyOnce);
+        // [MQTT-4.6.0-4] each PUBREC is answered at once by its PUBREL, so PUBRELs leave
+        // in the order the PUBRECs came, here a scrambled one.
+        for id in scrambled(7919) {
+            assert_eq!(
+                out.acknowledge(ClientAck::Pubrec(id)),
+                Ok(Some(Packet::Pubrel(id)))
+            );
+        }
+        assert_eq!(out.in_flight_count(), MAX_INFLIGHT_MESSAGES);
+        // A reconnect re-sends every PUBREL, in the order the PUBLISH packets were sent.
+        let all_released: Vec<(PacketId, String)> =
+            (1..=u16::MAX).map(|id| (id, "PUBREL".into())).collect();
+        assert_eq!(resent(&out), all_released);
+        // [MQTT-4.8.0-1] a PUBACK for a released QoS 2 message is refused, and changes
+        // nothing.
+        let wrong = out.acknowledge(ClientAck::Puback(12_345)).unwrap_err();
+        assert_eq!(
+            (wrong.qos, wrong.stage),
+            (QoS::ExactlyOnce, Stage::Released)
+        );
+        assert_eq!(resent(&out), all_released);
+        // PUBCOMP for half of them, in another order: the others stay released.
+        let completed: Vec<PacketId> = scrambled(4099).into_iter().take(32_768).collect();
+        for &id in &completed {
+            assert_eq!(out.acknowledge(ClientAck::Pubcomp(id)), Ok(None));
+        }
+        let completed_set: std::collections::HashSet<PacketId> =
+            completed.iter().copied().collect();
+        let remaining: Vec<(PacketId, String)> = all_released
+            .into_iter()
+            .filter(|(id, _)| !completed_set.contains(id))
+            .collect();
+        assert_eq!(resent(&out), remaining);
+        // The freed identifiers go to new messages, which start at the first stage.
+        for &id in &completed {
+            assert_eq!(
+                out.send(delivery(QoS::ExactlyOnce, "again")).packet_id,
+                Some(id)
+            );
+        }
+        assert!(!out.has_room());
+        let first_new = completed[0];
+        assert_eq!(
+            out.acknowledge(ClientAck::Pubcomp(first_new))
+                .unwrap_err()
+                .stage,
+            Stage::Published,
+            "[MQTT-4.8.0-1] PUBCOMP before PUBREC"
+        );
+    }
+
+    #[test]
+    fn a_narrow_window_keeps_counting_upwards_past_ids_in_use_mqtt_2_3_1_4() {
+        let mut out = Outbound::new(3);
+        for _ in 0..3 {
+            out.send(delivery(QoS::AtLeastOnce, "x"));
+        }
+        // Freeing 2 does not make it the next identifier: counting goes on from 3.
+        out.acknowledge(ClientAck::Puback(2)).unwrap();
+        assert_eq!(out.send(delivery(QoS::AtLeastOnce, "y")).packet_id, Some(4));
+        assert!(
+            out.freed.is_empty(),
+            "a narrow window keeps no list of freed ids"
+        );
+    }
+
+    #[test]
+    fn restored_messages_are_resent_in_restore_order_and_their_ids_skipped() {
+        let mut out = Outbound::new(MAX_INFLIGHT_MESSAGES);
+        out.restore(9, delivery(QoS::ExactlyOnce, "a"), Stage::Released);
+        out.restore(3, delivery(QoS::AtLeastOnce, "b"), Stage::Published);
+        assert_eq!(
+            resent(&out),
+            [(9, "PUBREL".to_string()), (3, "b".to_string())]
+        );
+        // Counting starts after the highest restored identifier.
+        assert_eq!(
+            out.send(delivery(QoS::AtLeastOnce, "c")).packet_id,
+            Some(10)
+        );
+        assert_eq!(out.acknowledge(ClientAck::Pubcomp(9)), Ok(None));
+        assert_eq!(out.acknowledge(ClientAck::Puback(3)), Ok(None));
+        assert_eq!(resent(&out), [(10, "c".to_string())]);
     }
 
     #[test]
