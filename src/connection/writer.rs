@@ -99,9 +99,9 @@ const BATCH_LIMIT: usize = 64 * 1024;
 const KEPT_BATCH_CAPACITY: usize = 16 * 1024;
 
 /// How many times a writer expecting more work gives its CPU away and looks again before
-/// it sleeps (`Writer::next_soon`). Three was enough to take the QoS 1 and QoS 2 pairs to
-/// their new speed; each look costs a `sched_yield` system call, under a microsecond when
-/// no other thread wants the CPU.
+/// it sleeps (`Writer::next_soon`). Three took the QoS 1 and QoS 2 pairs to their new
+/// speed in the first trials; each look costs one `sched_yield` system call, which returns
+/// at once when no other thread is waiting for the CPU.
 const LOOKS_BEFORE_SLEEP: usize = 3;
 
 /// The shortest time between two "messages were dropped" lines for one client.
@@ -280,9 +280,9 @@ impl Writer {
     /// other CPU costs an inter-processor interrupt. So the writer first gives its CPU
     /// away (`yield_now`, which lets the reader that will hand over the acknowledgement
     /// run) and looks again, `LOOKS_BEFORE_SLEEP` times. On this 2-core machine the QoS 1
-    /// and QoS 2 pairs of `bench/compare.sh` went 70 to 80 % faster, their p99 latency
-    /// down from 3 to 9 ms to 0.6 to 2.5 ms (chapter 09); a writer with nothing to expect
-    /// (QoS 0 traffic only) sleeps at once, as before.
+    /// and QoS 2 pairs of `bench/compare.sh` went 1.5 to 2.1 times as fast, their p99
+    /// latency from 3.4-11 ms down to 0.8-1.8 ms (chapter 09); a writer with nothing to
+    /// expect (QoS 0 traffic only) sleeps at once, as before.
     fn next_soon(
         &self,
         expecting: bool,

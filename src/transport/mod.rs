@@ -69,8 +69,8 @@ pub struct Socket(Arc<Shared>);
 struct Shared {
     tcp: TcpStream,
     /// What sits between TCP and MQTT, set once by [`Transport::establish`] before the
-    /// reader and writer threads start; never set for plain TCP.
-    layers: OnceLock<Layers>,
+    /// threads start; boxed: plain TCP never sets it, and pays 8 bytes for it, not 1.2 KiB.
+    layers: OnceLock<Box<Layers>>,
 }
 
 /// The layers of one connection (see the module's documentation).
@@ -483,7 +483,7 @@ impl Transport {
             close_sent: AtomicBool::new(true),
         };
         // The handshake thread is the only one that knows this socket's layers yet.
-        let _ = socket.0.layers.set(layers);
+        let _ = socket.0.layers.set(Box::new(layers));
         #[allow(unused_mut)]
         let mut incoming = socket.incoming();
         #[cfg(feature = "websockets")]
