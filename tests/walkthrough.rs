@@ -371,7 +371,8 @@ const EXTERNAL: &[&str] = &[
     // Linux: system calls, libc functions and kernel names that strace, perf and /proc show.
     "accept4 clone3 futex malloc malloc_stats mmap mprotect prctl recvfrom rt_sigprocmask",
     "sendto sigaltstack TCP_NODELAY VmRSS flock fsync sched_yield ListenOverflows gettid openat",
-    "rseq sched_getaffinity set_robust_list close _raw_spin_unlock_irqrestore",
+    "rseq sched_getaffinity set_robust_list close _raw_spin_unlock_irqrestore futex_wake",
+    "utime stime",
     // Rust keywords, the prelude and the standard library.
     "Arc break BufReader BufWriter catch_unwind Condvar continue Display Drop min Mutex None",
     "notify_all Read self std Vec VecDeque Write write_all sync_data TcpStream unsafe",
