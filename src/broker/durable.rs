@@ -116,7 +116,7 @@ impl Broker {
             let awaiting = stored.qos2_received.iter().copied();
             let (session, mut writer_side) =
                 Session::recovered(id, client_id, limits, filters, awaiting);
-            for entry in stored.in_flight.in_order() {
+            for (_, entry) in stored.in_flight.in_order() {
                 let c = entry.copy;
                 if let Some(message) = state.message(c.message) {
                     let stage = match entry.pubrel_sent {

@@ -330,14 +330,93 @@ fn put_fixed_header(out: &mut Vec<u8>, byte1: u8, remaining_length: usize) {
     primitives::put_remaining_length(out, remaining_length);
 }
 
-/// A map keyed by Packet Identifier, for the messages a session has in flight: the sending
-/// side (`session::Outbound`) and the journal's copy of it (`persistence::State`) both find
-/// an entry by the identifier an acknowledgement names, once per acknowledgement, in a
-/// window of up to 65 535 entries. It lives in the codec, with [`PacketId`], because those
-/// two modules sit side by side and may not use each other.
-pub type PacketIdMap<V> = std::collections::HashMap<PacketId, V, BuildPacketIdHasher>;
+/// Messages in flight, kept by Packet Identifier and numbered in the order they were sent:
+/// the sending side (`session::Outbound`) and the journal's copy of it
+/// (`persistence::State`) both find an entry by the identifier an acknowledgement names,
+/// once per acknowledgement, in a window of up to 65 535 entries, and both must give their
+/// entries back in sending order on a reconnect ([MQTT-4.6.0-1]) or a snapshot. A map
+/// gives the first in one look-up; the number kept with each entry gives the second, by
+/// sorting, n log n once per reconnect or snapshot rather than a walk of the list per
+/// acknowledgement. It lives in the codec, with [`PacketId`], because those two modules
+/// sit side by side and may not use each other.
+#[derive(Debug, Clone)]
+pub struct InFlightMap<V> {
+    /// Each entry with its number in the sending order.
+    by_id: std::collections::HashMap<PacketId, (u64, V), BuildPacketIdHasher>,
+    /// The number the next entry gets.
+    next_sent: u64,
+}
 
-/// Builds a [`PacketIdHasher`]: the hasher of a [`PacketIdMap`].
+impl<V> Default for InFlightMap<V> {
+    fn default() -> InFlightMap<V> {
+        InFlightMap {
+            by_id: std::collections::HashMap::default(),
+            next_sent: 0,
+        }
+    }
+}
+
+impl<V> InFlightMap<V> {
+    /// Adds an entry under `id`, after every entry already there. Returns the entry it
+    /// replaces, if `id` was in use (which a sender never does).
+    pub fn insert(&mut self, id: PacketId, value: V) -> Option<V> {
+        let sent = self.next_sent;
+        self.next_sent += 1;
+        self.by_id.insert(id, (sent, value)).map(|(_, old)| old)
+    }
+
+    pub fn get_mut(&mut self, id: PacketId) -> Option<&mut V> {
+        self.by_id.get_mut(&id).map(|(_, value)| value)
+    }
+
+    pub fn remove(&mut self, id: PacketId) -> Option<V> {
+        self.by_id.remove(&id).map(|(_, value)| value)
+    }
+
+    pub fn contains(&self, id: PacketId) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Every entry, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.by_id.values().map(|(_, value)| value)
+    }
+
+    /// Every entry with its identifier, in the order they were inserted.
+    pub fn in_order(&self) -> Vec<(PacketId, &V)> {
+        let mut entries: Vec<(u64, PacketId, &V)> = self
+            .by_id
+            .iter()
+            .map(|(&id, (sent, value))| (*sent, id, value))
+            .collect();
+        entries.sort_unstable_by_key(|&(sent, _, _)| sent);
+        entries
+            .into_iter()
+            .map(|(_, id, value)| (id, value))
+            .collect()
+    }
+}
+
+/// Two are equal when they hold the same entries in the same order. The numbers
+/// themselves are not compared: a state read back from a snapshot numbers its entries
+/// afresh.
+impl<V: PartialEq> PartialEq for InFlightMap<V> {
+    fn eq(&self, other: &InFlightMap<V>) -> bool {
+        self.in_order() == other.in_order()
+    }
+}
+
+impl<V: Eq> Eq for InFlightMap<V> {}
+
+/// Builds a [`PacketIdHasher`]: the hasher of an [`InFlightMap`].
 ///
 /// Why not the standard library's default? Its SipHash, seeded at random, protects a map
 /// whose keys an attacker picks from being flooded into one bucket. Here the broker picks
@@ -347,7 +426,7 @@ pub type PacketIdMap<V> = std::collections::HashMap<PacketId, V, BuildPacketIdHa
 /// *top* 7 bits as a tag it compares first; a `u16` taken as it is leaves the top bits 0,
 /// every tag equal, and each look-up would compare keys one by one along a probe.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct BuildPacketIdHasher;
+struct BuildPacketIdHasher;
 
 impl std::hash::BuildHasher for BuildPacketIdHasher {
     type Hasher = PacketIdHasher;
@@ -362,7 +441,7 @@ impl std::hash::BuildHasher for BuildPacketIdHasher {
 /// for 1, 2, 3, …), and the multiplication carries every bit of the key into the top 7
 /// bits, so the tags spread too.
 #[derive(Debug, Clone, Copy)]
-pub struct PacketIdHasher(u64);
+struct PacketIdHasher(u64);
 
 /// ⌊2^64 / φ⌋, made odd: the multiplier of Fibonacci hashing (Knuth, TAOCP vol. 3, §6.4).
 const FIBONACCI_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;

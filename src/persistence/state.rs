@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::record::{Record, SessionKey};
-use crate::codec::{PacketId, PacketIdMap, QoS};
+use crate::codec::{InFlightMap, PacketId, QoS};
 use crate::mailbox::{Message, MessageId};
 
 /// Every durable session, message and retained topic.
@@ -50,7 +50,7 @@ pub struct StoredSession {
     pub queue: VecDeque<Copy>,
     /// Messages sent and not yet acknowledged, by Packet Identifier, and in the order they
     /// were sent.
-    pub in_flight: InFlightCopies,
+    pub in_flight: InFlightMap<InFlight>,
     /// QoS 2 ids received and not yet released by PUBREL.
     pub qos2_received: BTreeSet<PacketId>,
 }
@@ -75,65 +75,6 @@ pub struct InFlight {
     pub pubrel_sent: bool,
 }
 
-/// The copies one session has in flight. The journal thread applies a record for every
-/// PUBREL sent and every PUBACK or PUBCOMP received (`PubrelSent`, `Delivered`), and each
-/// names its copy by Packet Identifier, so they are kept by identifier: one look-up per
-/// acknowledgement however wide the window (`--max-inflight 65535`), where a list had to
-/// be walked. The order they were sent in, which recovery and snapshots need, is a number
-/// kept with each; [`InFlightCopies::in_order`] sorts by it. The same design as
-/// `session::Outbound`, whose state these records follow.
-#[derive(Debug, Clone, Default)]
-pub struct InFlightCopies {
-    /// Each copy with its number in the sending order.
-    by_id: PacketIdMap<(u64, InFlight)>,
-    /// The number the next copy sent gets.
-    next_sent: u64,
-}
-
-impl InFlightCopies {
-    /// Adds a copy just sent, after all the others. Returns the copy it replaces, if one
-    /// was in flight under the same identifier (which the broker never does).
-    fn push(&mut self, entry: InFlight) -> Option<InFlight> {
-        let sent = self.next_sent;
-        self.next_sent += 1;
-        let replaced = self.by_id.insert(entry.packet_id, (sent, entry));
-        replaced.map(|(_, old)| old)
-    }
-
-    fn get_mut(&mut self, packet_id: PacketId) -> Option<&mut InFlight> {
-        self.by_id.get_mut(&packet_id).map(|(_, entry)| entry)
-    }
-
-    fn remove(&mut self, packet_id: PacketId) -> Option<InFlight> {
-        self.by_id.remove(&packet_id).map(|(_, entry)| entry)
-    }
-
-    /// Every copy in flight, in the order they were sent ([MQTT-4.6.0-1]): what recovery
-    /// hands to `Outbound::restore` and what a snapshot writes. Sorting costs n log n, once
-    /// per snapshot or recovery, not per acknowledgement.
-    pub fn in_order(&self) -> Vec<&InFlight> {
-        let mut entries: Vec<&(u64, InFlight)> = self.by_id.values().collect();
-        entries.sort_unstable_by_key(|(sent, _)| *sent);
-        entries.into_iter().map(|(_, entry)| entry).collect()
-    }
-
-    /// Every copy in flight, in no particular order.
-    fn copies(&self) -> impl Iterator<Item = &Copy> {
-        self.by_id.values().map(|(_, entry)| &entry.copy)
-    }
-}
-
-/// Two are equal when they hold the same copies in the same order. The sending numbers
-/// themselves are not compared: a state read back from a snapshot numbers its copies
-/// afresh.
-impl PartialEq for InFlightCopies {
-    fn eq(&self, other: &InFlightCopies) -> bool {
-        self.in_order() == other.in_order()
-    }
-}
-
-impl Eq for InFlightCopies {}
-
 impl StoredSession {
     fn new(client_id: Arc<str>) -> StoredSession {
         StoredSession {
@@ -141,7 +82,7 @@ impl StoredSession {
             username: None,
             subscriptions: BTreeMap::new(),
             queue: VecDeque::new(),
-            in_flight: InFlightCopies::default(),
+            in_flight: InFlightMap::default(),
             qos2_received: BTreeSet::new(),
         }
     }
@@ -351,11 +292,12 @@ impl State {
                 None => return,
             },
         }
-        let replaced = s.in_flight.push(InFlight {
+        let entry = InFlight {
             packet_id,
             copy,
             pubrel_sent: false,
-        });
+        };
+        let replaced = s.in_flight.insert(packet_id, entry);
         // Never expected (an identifier is not reused while in flight), but if it came, the
         // copy it replaces would never be acknowledged: its hold ends here.
         if let Some(old) = replaced {
@@ -366,7 +308,7 @@ impl State {
     fn end_session(&mut self, session: SessionKey) {
         if let Some(s) = self.sessions.remove(&session) {
             self.by_client.remove(&s.client_id);
-            let copies = s.queue.iter().chain(s.in_flight.copies());
+            let copies = s.queue.iter().chain(s.in_flight.values().map(|f| &f.copy));
             for copy in copies {
                 self.release(copy.message);
             }
@@ -423,7 +365,7 @@ impl State {
             }
             // In flight before queued: a `Sent` finds no queued copy to take, so it cannot
             // take one that should stay queued.
-            for f in s.in_flight.in_order() {
+            for (_, f) in s.in_flight.in_order() {
                 records.push(Record::Sent {
                     session,
                     message: f.copy.message,

@@ -121,7 +121,7 @@ fn what_is_written_is_read_back() {
     let session = &recovered.state.sessions[&1];
     assert_eq!(session.queue.len(), 1, "message 2 still queued");
     assert_eq!(
-        session.in_flight.in_order()[0].packet_id,
+        session.in_flight.in_order()[0].1.packet_id,
         7,
         "message 1 in flight as id 7"
     );
@@ -174,7 +174,7 @@ fn a_full_window_keeps_its_sending_order_through_acknowledgements_and_snapshots(
         .in_flight
         .in_order()
         .iter()
-        .map(|f| (f.packet_id, f.pubrel_sent))
+        .map(|(_, f)| (f.packet_id, f.pubrel_sent))
         .collect();
     let expected: Vec<(PacketId, bool)> = sent_order
         .iter()

@@ -30,7 +30,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use crate::codec::{Packet, PacketId, PacketIdMap, Publish, QoS};
+use crate::codec::{InFlightMap, Packet, PacketId, Publish, QoS};
 use crate::config::MAX_INFLIGHT_MESSAGES;
 use crate::mailbox::Delivery;
 
@@ -49,9 +49,6 @@ pub struct InFlight {
     pub id: PacketId,
     pub delivery: Delivery,
     pub stage: Stage,
-    /// Its place in the order of first sending: 0 for the first message this session
-    /// sent (or restored), one more for each after it. `resend` sorts by it.
-    pub sent: u64,
 }
 
 /// An acknowledgement the client sent for one of our messages.
@@ -110,12 +107,10 @@ impl fmt::Display for WrongAck {
 pub struct Outbound {
     /// The messages in flight, by Packet Identifier: an acknowledgement finds its message
     /// in one look-up, however wide the window (a list in sending order had to be walked,
-    /// up to 65 535 entries per acknowledgement). The key is also how `allocate_id` tells
-    /// an identifier in use from a free one.
-    in_flight: PacketIdMap<InFlight>,
-    /// The `sent` number of the next message sent: the sending order that the map does
-    /// not keep, and that a re-send must follow ([MQTT-4.6.0-1]).
-    next_sent: u64,
+    /// up to 65 535 entries per acknowledgement), and a re-send still follows the sending
+    /// order ([MQTT-4.6.0-1]). The key is also how `allocate_id` tells an identifier in
+    /// use from a free one.
+    in_flight: InFlightMap<InFlight>,
     /// Deliveries that arrived while the window was full and are not in the Outbox.
     pending: VecDeque<Delivery>,
     /// The last Packet Identifier handed out by counting (see `allocate_id`).
@@ -134,8 +129,7 @@ impl Outbound {
         // At most 65 535 Packet Identifiers exist; a bigger window could never fill.
         let max_in_flight = max_in_flight.clamp(1, MAX_INFLIGHT_MESSAGES);
         Outbound {
-            in_flight: PacketIdMap::default(),
-            next_sent: 0,
+            in_flight: InFlightMap::default(),
             pending: VecDeque::new(),
             last_id: 0,
             freed: VecDeque::new(),
@@ -205,15 +199,12 @@ impl Outbound {
         publish
     }
 
-    /// Records a message as in flight under `id`, numbered after every message before it.
+    /// Records a message as in flight under `id`, after every message before it.
     fn insert(&mut self, id: PacketId, delivery: Delivery, stage: Stage) {
-        let sent = self.next_sent;
-        self.next_sent += 1;
         let entry = InFlight {
             id,
             delivery,
             stage,
-            sent,
         };
         self.in_flight.insert(id, entry);
     }
@@ -222,15 +213,14 @@ impl Outbound {
     /// unacknowledged PUBLISH with DUP 1 ([MQTT-3.3.1-1]) and every unacknowledged PUBREL,
     /// in their original order, with their original Packet Identifiers.
     ///
-    /// The map holds no order, so this sorts by `sent`: n log n for n messages in flight,
-    /// once per reconnect, paid so that each acknowledgement can cost O(1).
+    /// The map holds no order, so `in_order` sorts: n log n for n messages in flight, once
+    /// per reconnect, paid so that each acknowledgement can cost O(1).
     pub fn resend(&self) -> Vec<Packet> {
-        let mut entries: Vec<&InFlight> = self.in_flight.values().collect();
         // [MQTT-4.6.0-1] in the order the PUBLISH packets were first sent.
-        entries.sort_unstable_by_key(|entry| entry.sent);
-        entries
+        self.in_flight
+            .in_order()
             .into_iter()
-            .map(|entry| match entry.stage {
+            .map(|(_, entry)| match entry.stage {
                 Stage::Published => {
                     Packet::Publish(to_publish(&entry.delivery, Some(entry.id), true))
                 }
@@ -248,7 +238,7 @@ impl Outbound {
     /// connection must close ([MQTT-4.8.0-1]).
     pub fn acknowledge(&mut self, ack: ClientAck) -> Result<Option<Packet>, WrongAck> {
         let id = ack.packet_id();
-        let Some(entry) = self.in_flight.get_mut(&id) else {
+        let Some(entry) = self.in_flight.get_mut(id) else {
             log::debug!("{ack:?}: no message with id {id} is in flight");
             return Ok(match ack {
                 ClientAck::Pubrec(_) => Some(Packet::Pubrel(id)),
@@ -279,7 +269,7 @@ impl Outbound {
 
     /// Forgets the message in flight under `id`, which frees the identifier.
     fn release_id(&mut self, id: PacketId) {
-        self.in_flight.remove(&id);
+        self.in_flight.remove(id);
         if self.recycle_ids {
             self.freed.push_back(id);
         }
@@ -302,14 +292,14 @@ impl Outbound {
     fn allocate_id(&mut self) -> PacketId {
         while let Some(id) = self.freed.pop_front() {
             // Always free, as said above; checked anyway, as it costs one look-up.
-            if !self.in_flight.contains_key(&id) {
+            if !self.in_flight.contains(id) {
                 return id;
             }
         }
         loop {
             self.last_id = self.last_id.checked_add(1).unwrap_or(1);
             let id = self.last_id;
-            if !self.in_flight.contains_key(&id) {
+            if !self.in_flight.contains(id) {
                 return id;
             }
         }
