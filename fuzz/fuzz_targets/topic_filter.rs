@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
         payload: Arc::from(&b"x"[..]),
         qos: QoS::AtMostOnce,
         retain: true,
+        stored: None,
     });
     let mut found = 0;
     retained.for_each_match(filter, retained.cutoff(), |_| found += 1);
