@@ -42,7 +42,7 @@ fn main() {
         let start = Instant::now();
         for _ in 0..rounds {
             matched = 0;
-            visited = store.for_each_match(filter, |_| matched += 1);
+            visited = store.for_each_match(filter, store.cutoff(), |_| matched += 1);
         }
         let per_lookup = start.elapsed() / rounds;
         println!("{filter:<22} matched {matched:>6}  visited {visited:>6} nodes  {per_lookup:>10.2?} per lookup");

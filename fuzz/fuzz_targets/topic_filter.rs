@@ -55,8 +55,9 @@ fuzz_target!(|data: &[u8]| {
         payload: Arc::from(&b"x"[..]),
         qos: QoS::AtMostOnce,
         retain: true,
+        stored: None,
     });
     let mut found = 0;
-    retained.for_each_match(filter, |_| found += 1);
+    retained.for_each_match(filter, retained.cutoff(), |_| found += 1);
     assert_eq!(found == 1, expected, "retained trie: {filter:?} vs {name:?}");
 });

@@ -21,13 +21,17 @@
 //! |-----------------|-----------------------------------------|-------------------------------------------|
 //! | `SessionStore::slots` | Client Identifier → session slot  | handshake (claim, take over), teardown (release) |
 //! | `subscriptions` | the topic trie                          | SUBSCRIBE, UNSUBSCRIBE, PUBLISH routing, session end, reload |
-//! | `retained`      | the retained messages                   | PUBLISH with RETAIN=1; a writer sending them to a new subscription |
+//! | `retained`      | the retained messages                   | PUBLISH with RETAIN=1, SUBSCRIBE (both inside `subscriptions`); a writer sending them to a new subscription |
 //! | `connections`   | every open socket, for [`Broker::stop`] | handshake thread, teardown, stop          |
 //! | `acl`, `passwords` | the security files' rules and users (an `Arc`, cloned out) | CONNECT, a packet after a reload, reload |
 //!
-//! **Lock order: no code path holds two of them at once.** Each function takes one guard in
-//! a small block, copies out what it needs, and lets it drop before taking the next (even
-//! `set_acl`: it puts the rules in place, lets go, then walks the trie), so no deadlock.
+//! **Lock order.** Each function takes one guard in a small block, copies out what it needs,
+//! and lets it drop before taking the next (even `set_acl`: it puts the rules in place, lets
+//! go, then walks the trie). The one exception: `retained` is taken *inside*
+//! `subscriptions`, by `Broker::publish` to store a RETAIN=1 message and by
+//! `Broker::subscribe` to read the store's [`Cutoff`], so that a new subscription sees each
+//! retained message either in the store or live, never both. Nothing takes
+//! `subscriptions` while it holds `retained`, so no deadlock.
 
 mod durable;
 mod retained;
@@ -44,7 +48,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::acl::{Acl, ClientAcl, SubscriptionAccess, Who};
-use crate::codec::{QoS, SubscribeReturnCode};
+use crate::codec::QoS;
 use crate::config::Config;
 use crate::mailbox::{Message, Outbox};
 use crate::passwords::{Check, PasswordFile};
@@ -53,7 +57,7 @@ use crate::session::SessionId;
 use crate::topic::{self, SubscriptionTrie};
 use crate::transport::Socket;
 
-pub use retained::RetainedMessages;
+pub use retained::{Cutoff, RetainedMessages};
 pub(crate) use session_store::{Released, SessionStore, StoredSession};
 
 pub use stats::StatsSnapshot;
@@ -276,33 +280,42 @@ impl Broker {
     }
 
     /// Adds or replaces ([MQTT-3.8.4-3]) one subscription of a session and says what was
-    /// granted. The filter has been validated by the decoder.
+    /// granted, with the [`Cutoff`] of the retained messages it is to be sent (`None`:
+    /// refused). The filter has been validated by the decoder.
     pub(crate) fn subscribe(
         &self,
         session: SessionId,
         filter: &str,
         subscriber: Subscriber,
-    ) -> SubscribeReturnCode {
+    ) -> Option<(QoS, Cutoff)> {
         if topic::level_count(filter) > MAX_FILTER_LEVELS {
             log::warn!(
                 "client {:?}: refusing filter deeper than {MAX_FILTER_LEVELS} levels",
                 subscriber.owner.client_id
             );
-            return SubscribeReturnCode::Failure;
+            return None;
         }
         // Every QoS is supported, so what was asked for is granted ([MQTT-3.8.4-6] would
         // allow less), and so are wildcards ([MQTT-3.8.3-2]).
         let granted = subscriber.qos;
-        self.subscriptions
-            .lock()
-            .insert(filter, session, subscriber);
-        SubscribeReturnCode::Granted(granted)
+        let mut trie = self.subscriptions.lock();
+        trie.insert(filter, session, subscriber);
+        // Read while the trie is held: every RETAIN=1 message stored after this point is
+        // routed after the insert, and so reaches this subscription live.
+        let cutoff = self.retained.lock().cutoff();
+        Some((granted, cutoff))
     }
 
     /// Calls `visit` for every retained message whose topic `filter` matches
-    /// ([MQTT-3.3.1-6]). `visit` runs under the `retained` lock: it should only copy.
-    pub(crate) fn for_each_retained(&self, filter: &str, visit: impl FnMut(&Message)) {
-        self.retained.lock().for_each_match(filter, visit);
+    /// ([MQTT-3.3.1-6]), stored at or before `cutoff` (later ones were routed live).
+    /// `visit` runs under the `retained` lock: it should only copy.
+    pub(crate) fn for_each_retained(
+        &self,
+        filter: &str,
+        cutoff: Cutoff,
+        visit: impl FnMut(&Message),
+    ) {
+        self.retained.lock().for_each_match(filter, cutoff, visit);
     }
 
     /// The number of retained messages and their payload bytes, read under one lock.

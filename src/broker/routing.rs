@@ -55,17 +55,19 @@ impl Broker {
             None => message,
         };
         let mut ticket = Ticket::NONE;
-        // [MQTT-3.3.1-12] RETAIN=0 leaves the retained messages alone.
-        if message.retain {
-            // Recorded before it is retained: a new subscriber's writer may send it at once.
-            if message.stored.is_some() {
-                ticket = self.record(Record::Message(message.clone()));
-            }
-            self.retained.lock().set(message);
+        // Recorded before it is retained: a new subscriber's writer may send it at once.
+        if message.retain && message.stored.is_some() {
+            ticket = self.record(Record::Message(message.clone()));
         }
         let mut targets: Vec<(SessionId, QoS, Arc<Outbox>)> = Vec::new();
         {
             let trie = self.subscriptions.lock();
+            // [MQTT-3.3.1-12] RETAIN=0 leaves the retained messages alone. Stored while the
+            // trie is held, so that a subscription added at the same moment either is in
+            // the trie now (and gets the message live) or reads a `Cutoff` that includes it.
+            if message.retain {
+                self.retained.lock().set(message);
+            }
             trie.for_each_match(&message.topic, |session, subscriber| {
                 // A filter only partly readable for its subscriber: ask its rules.
                 if let Some(rules) = &subscriber.reading {
@@ -317,5 +319,29 @@ mod tests {
         // [MQTT-3.3.1-12] a RETAIN=0 message leaves it alone.
         broker.publish_now(&message("t", QoS::AtMostOnce));
         assert_eq!(broker.retained_count(), 1);
+    }
+
+    /// A new subscription gets each retained message once ([MQTT-3.3.1-6]): one stored
+    /// before the subscription through the retained lookup, one stored after it live
+    /// ([MQTT-3.3.1-9]), never through both. The Will in `tests/wills.rs` used to arrive
+    /// twice when it was published between the SUBACK and the writer's lookup.
+    #[test]
+    fn a_retained_message_reaches_a_new_subscription_once_mqtt_3_3_1_6() {
+        let broker = Broker::new(Config::default());
+        let (outbox, inbox) = connected_outbox("s", 10);
+        let mut before = message("t/before", QoS::AtMostOnce);
+        before.retain = true;
+        broker.publish_now(&before);
+        let (_, cutoff) = broker
+            .subscribe(1, "t/+", Subscriber::new(&outbox, QoS::AtMostOnce))
+            .unwrap();
+        let mut after = message("t/after", QoS::AtMostOnce);
+        after.retain = true;
+        broker.publish_now(&after);
+        let live: Vec<Arc<str>> = inbox.try_iter().map(|d| d.message.topic).collect();
+        assert_eq!(live, [Arc::from("t/after")]);
+        let mut looked_up = Vec::new();
+        broker.for_each_retained("t/+", cutoff, |m| looked_up.push(m.topic.clone()));
+        assert_eq!(looked_up, [Arc::from("t/before")]);
     }
 }

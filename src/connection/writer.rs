@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, TryRecvError};
 
 use crate::acl::ClientAcl;
-use crate::broker::{Broker, Traffic};
+use crate::broker::{Broker, Cutoff, Traffic};
 use crate::codec::{Packet, QoS};
 use crate::mailbox::{Delivery, Outbox};
 use crate::persistence::{Batch, Durable, Record, Ticket};
@@ -337,7 +337,8 @@ impl Writer {
                 filter,
                 granted,
                 reading,
-            }) => self.send_retained(&filter, granted, reading.as_deref(), outbound),
+                cutoff,
+            }) => self.send_retained(&filter, granted, reading.as_deref(), cutoff, outbound),
             Work::Delivery(delivery) => self.send(delivery, outbound),
         }
     }
@@ -345,18 +346,21 @@ impl Writer {
     /// Sends the retained messages for a new subscription ([MQTT-3.3.1-6]) with RETAIN 1
     /// ([MQTT-3.3.1-8]). They are looked up here, at the last moment: every live RETAIN=1
     /// message this writer has already sent was stored as retained *before* it was routed,
-    /// so what is found now is never older than it. Those the window has no room for wait
-    /// their turn, ahead of newer deliveries, up to `max_queued_messages` of them; beyond
-    /// that they are dropped and counted like any message that does not fit.
+    /// so what is found now is never older than it. Those stored after `cutoff` are left
+    /// out: the subscription already existed when they were routed, so they come (or came)
+    /// live. Those the window has no room for wait their turn, ahead of newer deliveries,
+    /// up to `max_queued_messages` of them; beyond that they are dropped and counted like
+    /// any message that does not fit.
     fn send_retained(
         &mut self,
         filter: &str,
         granted: QoS,
         reading: Option<&ClientAcl>,
+        cutoff: Cutoff,
         outbound: &mut Outbound,
     ) -> io::Result<()> {
         let mut found = Vec::new();
-        self.broker.for_each_retained(filter, |message| {
+        self.broker.for_each_retained(filter, cutoff, |message| {
             // A filter only partly readable: the acl_file decides message by message.
             if reading.is_none_or(|rules| rules.may_read(&message.topic)) {
                 found.push(Delivery::retained(message.clone(), granted));

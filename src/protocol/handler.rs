@@ -311,24 +311,28 @@ impl Handler {
                 reading: reading.clone(),
                 owner: Arc::clone(&self.identity),
             };
-            let code = broker.subscribe(self.session.id, &request.filter, subscriber);
-            if let SubscribeReturnCode::Granted(granted) = code {
-                let filter = Box::from(request.filter.as_str());
-                self.record(broker, |session| Record::Subscribed {
-                    session,
-                    filter,
-                    qos: granted,
-                });
-                // [MQTT-3.8.4-3] a repeated filter replaces the subscription, and its
-                // retained messages are sent again.
-                retained.push(ToWriter::SendRetained {
-                    filter: request.filter.clone(),
-                    granted,
-                    reading,
-                });
-                self.session.subscribed(request.filter);
-            }
-            return_codes.push(code);
+            let Some((granted, cutoff)) =
+                broker.subscribe(self.session.id, &request.filter, subscriber)
+            else {
+                return_codes.push(SubscribeReturnCode::Failure);
+                continue;
+            };
+            let filter = Box::from(request.filter.as_str());
+            self.record(broker, |session| Record::Subscribed {
+                session,
+                filter,
+                qos: granted,
+            });
+            // [MQTT-3.8.4-3] a repeated filter replaces the subscription, and its retained
+            // messages are sent again.
+            retained.push(ToWriter::SendRetained {
+                filter: request.filter.clone(),
+                granted,
+                reading,
+                cutoff,
+            });
+            self.session.subscribed(request.filter);
+            return_codes.push(SubscribeReturnCode::Granted(granted));
         }
         // [MQTT-3.8.4-1] [MQTT-3.8.4-2] a SUBACK with the same Packet Identifier.
         out.push(ToWriter::Send(Packet::Suback(Suback {
@@ -682,9 +686,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(reason, CloseReason::ClientDisconnected));
         s.publish_will(&broker);
-        let mut retained = 0;
-        broker.for_each_retained("w", |_| retained += 1);
-        assert_eq!(retained, 0, "no Will was published");
+        assert_eq!(broker.retained_count(), 0, "no Will was published");
     }
 
     #[test]

@@ -33,6 +33,7 @@ mod handler;
 use std::sync::Arc;
 
 use crate::acl::ClientAcl;
+use crate::broker::Cutoff;
 use crate::codec::{Packet, QoS};
 use crate::persistence::Ticket;
 use crate::session::ClientAck;
@@ -56,11 +57,14 @@ pub(crate) enum ToWriter {
     /// state.
     ///
     /// `reading` carries the client's access rules when the filter is only partly readable
-    /// for it: each retained message is checked before it is sent.
+    /// for it: each retained message is checked before it is sent. `cutoff` leaves out the
+    /// retained messages stored after the subscription was added: routing delivered those
+    /// live, and sending them again would be a duplicate.
     SendRetained {
         filter: String,
         granted: QoS,
         reading: Option<Arc<ClientAcl>>,
+        cutoff: Cutoff,
     },
     /// The client acknowledged one of our messages.
     Ack(ClientAck),
