@@ -48,6 +48,7 @@ mod handshakers;
 mod input;
 mod reader;
 mod writer;
+mod writer_slot;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -76,6 +77,17 @@ pub(crate) const MEMORY_MAPS_PER_CONNECTION: usize = 8;
 /// hold the extra pages for its whole life. Measured with 3 000 connections opened 32 at a
 /// time: 18.5 KiB of stack per connection with one size for all, 16 KiB with two.
 const HANDSHAKE_STACK_SIZE: usize = 128 * 1024;
+
+/// Starts a connection thread (`rx:` or `tx:`) with its name and [`THREAD_STACK_SIZE`].
+fn spawn_named<T: Send + 'static>(
+    name: String,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name)
+        .stack_size(THREAD_STACK_SIZE)
+        .spawn(body)
+}
 
 /// A connection's place in two counts, its listener's and the whole broker's, held from
 /// accept to close: dropping it gives both back. This is how `max_connections` (the

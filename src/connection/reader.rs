@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 
 use crate::broker::{Broker, ConnectionId, Traffic};
 use crate::codec::{holds_whole_packet, read_frame_into};
@@ -17,6 +17,7 @@ use crate::transport::Socket;
 
 use super::input::Input;
 use super::writer::Finished;
+use super::writer_slot::{Ended, WriterSlot};
 use super::ListenerSlot;
 use super::{log_received, panic_message, trace_frame};
 
@@ -40,10 +41,8 @@ pub(super) struct Reader {
     pub handler: Handler,
     /// Requests for the writer thread. Dropping it tells the writer to finish.
     pub control: Sender<ToWriter>,
-    /// The writer thread; joining it gives its side of the session back.
-    pub writer: JoinHandle<Finished>,
-    /// Disconnected when the writer thread ends (nothing is ever sent on it).
-    pub writer_finished: Receiver<()>,
+    /// The writer: its thread, or its state while it has none (`writer_slot.rs`).
+    pub writer: Arc<WriterSlot>,
     pub broker: Arc<Broker>,
     /// What this reader has received since its last batch, for the broker's counters.
     pub traffic: Traffic,
@@ -126,7 +125,8 @@ impl Reader {
     /// Ends a batch: wakes the writers of the subscribers it fed, and passes its requests
     /// to our writer, in the order the packets came (PUBACKs and PUBRECs in the order of
     /// their PUBLISHes, [MQTT-4.6.0-2] [MQTT-4.6.0-3]), after the batch's journal ticket:
-    /// the writer sends them once the journal holds what they confirm.
+    /// the writer sends them once the journal holds what they confirm. While the client
+    /// has no writer thread, this thread writes them itself.
     fn hand_over(
         &mut self,
         requests: &mut Vec<ToWriter>,
@@ -137,8 +137,26 @@ impl Reader {
         // No acknowledgement before the state it confirms is on disk: the writer waits for
         // the batch's ticket before it writes them, and this thread reads on meanwhile.
         let ticket = self.handler.take_ticket();
-        if ticket.is_some() && self.control.send(ToWriter::AfterDisk(ticket)).is_err() {
-            return Err(CloseReason::PeerClosed);
+        if !ticket.is_some() {
+            if requests.is_empty() {
+                return Ok(());
+            }
+            // Nothing to wait for, and no writer thread yet: answer from here.
+            if let Some((mut writer, mut side)) = self.writer.lend() {
+                let answered = writer.answer(requests.drain(..), &mut side.outbound);
+                let violation = writer.take_violation();
+                self.writer.give_back(writer, side, false);
+                return answered.map_err(|e| match violation {
+                    Some(wrong) => wrong_ack(wrong),
+                    None => CloseReason::Io(e),
+                });
+            }
+        } else {
+            // The writer thread must run before the control channel, which is bounded, fills.
+            self.writer.start();
+            if self.control.send(ToWriter::AfterDisk(ticket)).is_err() {
+                return Err(CloseReason::PeerClosed);
+            }
         }
         for request in requests.drain(..) {
             // Blocks while the control channel is full (our client is slow to read its
@@ -161,7 +179,6 @@ impl Reader {
             mut handler,
             control,
             writer,
-            writer_finished,
             broker,
             ..
         } = *self;
@@ -169,12 +186,27 @@ impl Reader {
         // PUBLISH that came just before DISCONNECT, say), flushes, and exits once the
         // control channel is disconnected, handing back the messages in flight. A client
         // that does not read could keep it waiting for ever, so after FLUSH_TIMEOUT the
-        // socket is shut down anyway, which makes any blocked write fail.
+        // socket is shut down anyway, which makes any blocked write fail. A writer that
+        // never had a thread is finished here.
         drop(control);
-        let _ = writer_finished.recv_timeout(FLUSH_TIMEOUT);
-        socket.shutdown();
         let client_id = Arc::clone(&handler.session.client_id);
-        let (writer_side, violation) = join_writer(writer, &client_id);
+        let (writer_side, violation) = match writer.end() {
+            Ended::Thread { thread, finished } => {
+                let _ = finished.recv_timeout(FLUSH_TIMEOUT);
+                socket.shutdown();
+                join_writer(thread, &client_id)
+            }
+            Ended::NeverStarted(mut writer, side) => {
+                socket.shutdown();
+                let Finished { side, violation } =
+                    writer.finish(Ok(()), side.deliveries, side.outbound);
+                (Some(side), violation.map(wrong_ack))
+            }
+            Ended::Lost => {
+                socket.shutdown();
+                (None, None)
+            }
+        };
         // A rule broken where only the writer saw it is the cause of the socket error the
         // reader saw.
         let reason = match (violation, reason) {

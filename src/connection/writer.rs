@@ -73,6 +73,16 @@ pub(super) struct Writer {
     journal: Batch,
 }
 
+/// How a writer thread begins.
+pub(super) enum Start {
+    /// At the connect, with the CONNACK to send first and, on a resumed session, whatever
+    /// was in flight to send again.
+    Connack(Packet),
+    /// Later, when the first delivery arrives (or answers must wait for the journal): the
+    /// CONNACK and everything since have already gone out (see `writer_slot.rs`).
+    Later,
+}
+
 /// What the writer thread hands back to the reader when it ends.
 pub(super) struct Finished {
     /// The session's writer side, to be stored or ended with the rest of it.
@@ -153,8 +163,8 @@ impl Writer {
     }
 
     /// Serves the connection until the reader lets go of control or the socket fails.
-    #[allow(clippy::boxed_local)] // Boxed on purpose, for the stack: start_session_threads.
-    pub fn run(mut self: Box<Self>, connack: Packet, side: WriterSide) -> Finished {
+    #[allow(clippy::boxed_local)] // Boxed on purpose, for the stack: see `writer_slot.rs`.
+    pub fn run(mut self: Box<Self>, start: Start, side: WriterSide) -> Finished {
         let WriterSide {
             deliveries,
             mut outbound,
@@ -163,7 +173,7 @@ impl Writer {
         // harms nobody else ([MQTT-4.8.0-2]). Nothing in `serve` holds a lock across code
         // that can panic, and parking_lot locks are released during unwinding anyway.
         let served = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.serve(connack, &deliveries, &mut outbound)
+            self.serve(start, &deliveries, &mut outbound)
         }))
         .unwrap_or_else(|payload| {
             log::error!(
@@ -173,6 +183,62 @@ impl Writer {
             );
             Err(io::Error::other("writer thread panicked"))
         });
+        self.finish(served, deliveries, outbound)
+    }
+
+    /// Sends the CONNACK from the thread that accepted the connection, when the writer
+    /// thread is not started at once.
+    pub fn send_connack(&mut self, connack: &Packet) -> io::Result<()> {
+        // [MQTT-3.2.0-1] CONNACK is the first packet the client receives.
+        self.write(connack)?;
+        self.flush()
+    }
+
+    /// Does, on the reader's thread, what the reader asks while no writer thread runs:
+    /// writes its answers (PUBACK, SUBACK, PINGRESP, …), applies the client's
+    /// acknowledgements, sends the retained messages of a new subscription. The same code
+    /// as in the writer thread, one batch, one write. An error closes the connection; a
+    /// wrong acknowledgement is then in `violation`.
+    pub fn answer(
+        &mut self,
+        requests: impl Iterator<Item = ToWriter>,
+        outbound: &mut Outbound,
+    ) -> io::Result<()> {
+        for request in requests {
+            self.handle(Work::Control(request), outbound)?;
+        }
+        self.flush()
+    }
+
+    /// Whether this writer has deliveries to send, which only a writer thread does.
+    pub fn has_deliveries(side: &WriterSide) -> bool {
+        !side.deliveries.is_empty() || side.outbound.has_deferred()
+    }
+
+    /// The session's Outbox, which this writer empties.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// Shuts the socket down, so that the reader sees the connection end.
+    pub fn shut_down(&self) {
+        self.socket.shutdown();
+    }
+
+    /// The wrong acknowledgement that made `answer` fail, if that is why.
+    pub fn take_violation(&mut self) -> Option<WrongAck> {
+        self.violation.take()
+    }
+
+    /// Ends the writer, in its thread or, for one never started, in the reader's teardown:
+    /// the session no longer counts as connected, drops are reported, and after a failed
+    /// write what the reader still hands over is applied.
+    pub fn finish(
+        &mut self,
+        served: io::Result<()>,
+        deliveries: Receiver<Delivery>,
+        mut outbound: Outbound,
+    ) -> Finished {
         self.outbox.set_connected(false);
         self.report_drops(Report::Now);
         if let Err(error) = served {
@@ -206,18 +272,20 @@ impl Writer {
 
     fn serve(
         &mut self,
-        connack: Packet,
+        start: Start,
         deliveries: &Receiver<Delivery>,
         outbound: &mut Outbound,
     ) -> io::Result<()> {
-        // [MQTT-3.2.0-1] CONNACK is the first packet the client receives.
-        self.write(&connack)?;
-        // [MQTT-4.4.0-1] then, on a resumed session, whatever was not acknowledged, in its
-        // original order ([MQTT-4.6.0-1]), before anything new.
-        for packet in outbound.resend() {
-            self.write(&packet)?;
+        if let Start::Connack(connack) = start {
+            // [MQTT-3.2.0-1] CONNACK is the first packet the client receives.
+            self.write(&connack)?;
+            // [MQTT-4.4.0-1] then, on a resumed session, whatever was not acknowledged, in
+            // its original order ([MQTT-4.6.0-1]), before anything new.
+            for packet in outbound.resend() {
+                self.write(&packet)?;
+            }
+            self.flush()?;
         }
-        self.flush()?;
         // Whether more work is likely within microseconds (see `next_soon`).
         let mut expecting = false;
         while let Some(first) = self.next_soon(expecting, deliveries, outbound) {

@@ -1,0 +1,206 @@
+//! Where a connection's writer waits until it has something to deliver: a writer thread,
+//! `tx:<client id>`, starts only when the broker first has a message for the client.
+//!
+//! An idle client is most clients, most of the time: a sensor that publishes now and then,
+//! a dashboard subscribed to a topic that rarely changes. Until a message comes its way,
+//! such a client has one thread, its reader, and its writer is only state (`Writer`, with
+//! the session's outgoing side) in this slot. A second thread would cost it a stack (two
+//! touched pages, 8 KiB), the thread's start at connect time (a `clone3`, two stack maps,
+//! two more for the signal stack), and four of the process's memory maps for as long as it
+//! is connected; chapter 09 measures all three.
+//!
+//! Meanwhile the packets the client is owed are written by whoever has them:
+//!
+//! - the CONNACK by the handshake thread (`start_session_threads`);
+//! - the answers to its packets (SUBACK, PUBACK, PINGRESP, …) by its reader, which borrows
+//!   the writer ([`WriterSlot::lend`]), runs the same code the writer thread would
+//!   (`Writer::answer`), and gives it back;
+//! - the first delivery by nobody: the publisher that queues it rings the Outbox, and the
+//!   ring starts the writer thread ([`WriterSlot::start`], through the mailbox's
+//!   `StartWriter`). From then on the connection is the usual two threads until it ends.
+//!
+//! The writer thread also starts at once when there is something to send right after the
+//! CONNACK (a resumed session with messages in flight or queued), and when answers must
+//! wait for the journal (persistence): those waits belong on a thread of their own, not on
+//! the reader's.
+//!
+//! One lock per connection guards the slot. It is taken by the reader once per batch that
+//! has answers while no writer thread runs, by a ring while no writer thread runs (the
+//! Outbox's `writer_waiting` flag lets every later ring skip it), and at teardown. No
+//! socket I/O happens under it: the reader takes the writer *out* to write with it.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
+
+use crate::mailbox::StartWriter;
+use crate::session::WriterSide;
+use crate::throttle::{self, Throttle};
+
+use super::spawn_named;
+use super::writer::{Finished, Start, Writer};
+
+/// The connection's writer: state waiting for a thread, or the thread.
+pub(super) struct WriterSlot {
+    client_id: Arc<str>,
+    state: Mutex<State>,
+}
+
+enum State {
+    /// No writer thread yet: its state waits here.
+    Waiting(Box<Writer>, WriterSide),
+    /// Taken out by the reader to write its answers. `wanted`: a delivery came meanwhile,
+    /// so the writer thread must start when it comes back.
+    Lent { wanted: bool },
+    /// The writer thread runs. `finished` is disconnected when it ends.
+    Running {
+        thread: JoinHandle<Finished>,
+        finished: Receiver<()>,
+    },
+    /// The connection has ended: nothing more to start.
+    Ended,
+}
+
+/// What the teardown finds in the slot.
+pub(super) enum Ended {
+    /// The writer never started: its state, to be finished on the reader's thread.
+    NeverStarted(Box<Writer>, WriterSide),
+    /// The writer thread, to be waited for and joined.
+    Thread {
+        thread: JoinHandle<Finished>,
+        finished: Receiver<()>,
+    },
+    /// Nothing: the state was lent out when the connection ended (a panic in the reader
+    /// while it wrote its answers).
+    Lost,
+}
+
+/// Failed thread starts are logged at most once a second, all connections together.
+static START_FAILURES: Throttle = Throttle::new();
+
+impl WriterSlot {
+    /// A slot holding a writer whose thread is not started yet.
+    pub fn waiting(client_id: Arc<str>, writer: Box<Writer>, side: WriterSide) -> WriterSlot {
+        WriterSlot {
+            client_id,
+            state: Mutex::new(State::Waiting(writer, side)),
+        }
+    }
+
+    /// A slot whose writer thread is already running.
+    pub fn running(
+        client_id: Arc<str>,
+        thread: JoinHandle<Finished>,
+        finished: Receiver<()>,
+    ) -> WriterSlot {
+        WriterSlot {
+            client_id,
+            state: Mutex::new(State::Running { thread, finished }),
+        }
+    }
+
+    /// Starts the writer thread, unless it runs already; while the reader has the writer
+    /// out, asks for the start when it comes back. A thread that cannot start ends the
+    /// connection (its socket is shut down, so the reader tears down).
+    pub fn start(&self) {
+        let mut state = self.state.lock();
+        match &mut *state {
+            State::Waiting(..) => {
+                let State::Waiting(writer, side) = std::mem::replace(&mut *state, State::Ended)
+                else {
+                    unreachable!()
+                };
+                *state = self.spawn(writer, side);
+            }
+            State::Lent { wanted } => *wanted = true,
+            State::Running { .. } | State::Ended => {}
+        }
+    }
+
+    /// Takes the writer out for the reader to write its answers with, if no writer thread
+    /// runs; `None` when one does (the reader then hands its requests over through the
+    /// control channel, as usual).
+    pub fn lend(&self) -> Option<(Box<Writer>, WriterSide)> {
+        let mut state = self.state.lock();
+        if !matches!(*state, State::Waiting(..)) {
+            return None;
+        }
+        match std::mem::replace(&mut *state, State::Lent { wanted: false }) {
+            State::Waiting(writer, side) => Some((writer, side)),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Puts back what `lend` took, and starts the writer thread if a delivery arrived
+    /// meanwhile, or is waiting, or `start` says so.
+    pub fn give_back(&self, writer: Box<Writer>, side: WriterSide, start: bool) {
+        let mut state = self.state.lock();
+        let wanted = matches!(*state, State::Lent { wanted: true });
+        *state = if wanted || start || Writer::has_deliveries(&side) {
+            self.spawn(writer, side)
+        } else {
+            State::Waiting(writer, side)
+        };
+    }
+
+    /// Empties the slot at teardown: no thread starts after this.
+    pub fn end(&self) -> Ended {
+        match std::mem::replace(&mut *self.state.lock(), State::Ended) {
+            State::Waiting(writer, side) => Ended::NeverStarted(writer, side),
+            State::Running { thread, finished } => Ended::Thread { thread, finished },
+            State::Lent { .. } | State::Ended => Ended::Lost,
+        }
+    }
+
+    /// Starts the writer thread. Called under the slot's lock, so that a ring and the
+    /// reader cannot both start one. The state travels through a one-slot channel filled
+    /// before the start, not moved into the thread's closure: if the thread cannot start,
+    /// the state is taken back out, and the connection closes with its session intact.
+    fn spawn(&self, writer: Box<Writer>, side: WriterSide) -> State {
+        let outbox = Arc::clone(writer.outbox());
+        let (parcel, unpack) = crossbeam_channel::bounded(1);
+        let _ = parcel.send((writer, side)); // One slot, empty: cannot fail.
+        let taken = unpack.clone();
+        let (signal, finished) = crossbeam_channel::bounded::<()>(0);
+        let started = spawn_named(format!("tx:{}", self.client_id), move || {
+            // Dropped when this thread ends, whatever way: that is the reader's signal.
+            let _finished = signal;
+            let (writer, side): (Box<Writer>, WriterSide) = taken
+                .recv()
+                .expect("the state is in the channel before the thread starts");
+            writer.run(Start::Later, side)
+        });
+        match started {
+            Ok(thread) => {
+                outbox.writer_started();
+                State::Running { thread, finished }
+            }
+            Err(e) => {
+                let Ok((writer, side)) = unpack.try_recv() else {
+                    unreachable!("a thread that did not start took nothing");
+                };
+                if let Some(held_back) = START_FAILURES.admit(Instant::now()) {
+                    log::error!(
+                        "client {:?}: cannot start its writer thread, closing the connection: \
+                         {e}{}",
+                        self.client_id,
+                        throttle::held_back(held_back)
+                    );
+                }
+                // The reader sees its socket end and tears down; its teardown finds the
+                // state here and keeps or ends the session as at any other end.
+                writer.shut_down();
+                State::Waiting(writer, side)
+            }
+        }
+    }
+}
+
+impl StartWriter for WriterSlot {
+    fn start_writer(&self) {
+        self.start();
+    }
+}
