@@ -288,3 +288,45 @@ fn a_silent_client_does_not_hold_up_the_next_ones() {
     }
     drop(silent);
 }
+
+/// Whether this test process has a thread called `name` (the broker runs in-process, and
+/// Linux lists each thread's name in `/proc/self/task/*/comm`).
+fn has_thread(name: &str) -> bool {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("Linux lists our threads");
+    tasks.flatten().any(|task| {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        comm.trim_end() == name
+    })
+}
+
+/// An idle client costs one thread: its reader answers CONNECT's follow-ups (SUBACK,
+/// PUBACK, PINGRESP) itself, and the writer thread starts with the first message the
+/// broker has to deliver to it, which then arrives ([MQTT-3.3.5-1]; chapter 09).
+#[test]
+fn a_client_gets_its_writer_thread_with_its_first_delivery() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut subscriber = Raw::connected(addr, "lazy-sub");
+    subscriber.subscribe_to("lazy/t", 1);
+    subscriber.send(&PINGREQ);
+    assert_eq!(subscriber.recv(), PINGRESP);
+    let mut publisher = Raw::connected(addr, "lazy-pub");
+    publisher.send(&publish("lazy/t", b"first", 1, false, 7));
+    assert_eq!(publisher.recv(), puback(7));
+    // The publisher has been answered, and has nothing to receive: still one thread.
+    assert!(has_thread("rx:lazy-pub"));
+    assert!(
+        !has_thread("tx:lazy-pub"),
+        "a publisher needs no writer thread"
+    );
+    let got = subscriber.recv_publish();
+    assert_eq!(
+        (&got.topic[..], &got.payload[..]),
+        ("lazy/t", &b"first"[..])
+    );
+    assert!(has_thread("tx:lazy-sub"), "the delivery started the writer");
+    // Its writer now answers too, and the acknowledgement reaches it.
+    subscriber.send(&puback(got.id.expect("QoS 1 has an id")));
+    subscriber.send(&PINGREQ);
+    assert_eq!(subscriber.recv(), PINGRESP);
+}

@@ -27,11 +27,11 @@ use crate::broker::{Broker, ConnectionId, Traffic};
 use crate::codec::{
     read_frame_of, Connack, Connect, ConnectReturnCode, Frame, FrameError, Packet, PacketType,
 };
+use crate::mailbox::StartWriter;
 use crate::protocol::{
     assign_client_id, authenticate, check_keep_alive, is_timeout, keep_alive_timeout, open_session,
     reaction_to, user_from_certificate, CloseReason, Handler, Opened, Refusal,
 };
-use crate::mailbox::StartWriter;
 use crate::session::WriterSide;
 use crate::throttle::{self, Throttle};
 use crate::transport::{Incoming, Socket, Transport};
@@ -39,8 +39,10 @@ use crate::transport::{Incoming, Socket, Transport};
 use super::input::Input;
 use super::reader::Reader;
 use super::writer::{Start, Writer};
-use super::writer_slot::WriterSlot;
-use super::{log_received, log_sent, panic_message, spawn_named, trace_bytes, trace_frame, ListenerSlot};
+use super::writer_slot::{start_thread, WriterSlot};
+use super::{
+    log_received, log_sent, panic_message, spawn_named, trace_bytes, trace_frame, ListenerSlot,
+};
 
 /// How many requests the reader may queue for its writer before it waits. The reader
 /// waiting on its *own* writer only slows down this client, which is the right place for
@@ -325,18 +327,13 @@ fn start_session_threads(
         // From here on the session counts as connected: a QoS 0 message routed before the
         // writer thread runs must be queued, not skipped as if the client were away.
         outbox.set_connected(true);
-        let (signal, finished) = crossbeam_channel::bounded::<()>(0);
-        let started = spawn_named(format!("tx:{client_id}"), move || {
-            // Dropped when this thread ends, whatever way: that is the reader's signal.
-            let _finished = signal;
-            writer.run(Start::Connack(connack), writer_side)
-        });
-        match started {
-            Ok(thread) => Arc::new(WriterSlot::running(client_id, thread, finished)),
+        match start_thread(&client_id, writer, writer_side, Start::Connack(connack)) {
+            Ok(started) => Arc::new(WriterSlot::running(client_id, started)),
             // Dropping `hand_over` on the way out lets the waiting reader thread end.
-            Err(e) => {
+            Err(not_started) => {
+                let (_, writer_side, e) = *not_started;
                 let e = format!("cannot start a connection thread: {e}");
-                return Err(give_up(handler, None, connection, broker, e));
+                return Err(give_up(handler, Some(writer_side), connection, broker, e));
             }
         }
     } else {

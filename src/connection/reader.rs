@@ -204,9 +204,14 @@ impl Reader {
             }
             Ended::Lost => {
                 socket.shutdown();
+                log::error!(
+                    "client {client_id:?}: its writer was lost; the session cannot be kept"
+                );
                 (None, None)
             }
         };
+        // No ring may look for this connection's writer any more.
+        handler.session.outbox().set_starter(None);
         // A rule broken where only the writer saw it is the cause of the socket error the
         // reader saw.
         let reason = match (violation, reason) {

@@ -29,6 +29,7 @@
 //! Outbox's `writer_waiting` flag lets every later ring skip it), and at teardown. No
 //! socket I/O happens under it: the reader takes the writer *out* to write with it.
 
+use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -91,11 +92,7 @@ impl WriterSlot {
     }
 
     /// A slot whose writer thread is already running.
-    pub fn running(
-        client_id: Arc<str>,
-        thread: JoinHandle<Finished>,
-        finished: Receiver<()>,
-    ) -> WriterSlot {
+    pub fn running(client_id: Arc<str>, (thread, finished): Started) -> WriterSlot {
         WriterSlot {
             client_id,
             state: Mutex::new(State::Running { thread, finished }),
@@ -155,33 +152,18 @@ impl WriterSlot {
         }
     }
 
-    /// Starts the writer thread. Called under the slot's lock, so that a ring and the
-    /// reader cannot both start one. The state travels through a one-slot channel filled
-    /// before the start, not moved into the thread's closure: if the thread cannot start,
-    /// the state is taken back out, and the connection closes with its session intact.
+    /// Starts the writer thread, under the slot's lock, so that a ring and the reader
+    /// cannot both start one. If it cannot start, the connection closes with its session
+    /// intact: the socket is shut down, the reader tears down and finds the state here.
     fn spawn(&self, writer: Box<Writer>, side: WriterSide) -> State {
         let outbox = Arc::clone(writer.outbox());
-        let (parcel, unpack) = crossbeam_channel::bounded(1);
-        let _ = parcel.send((writer, side)); // One slot, empty: cannot fail.
-        let taken = unpack.clone();
-        let (signal, finished) = crossbeam_channel::bounded::<()>(0);
-        let started = spawn_named(format!("tx:{}", self.client_id), move || {
-            // Dropped when this thread ends, whatever way: that is the reader's signal.
-            let _finished = signal;
-            let (writer, side): (Box<Writer>, WriterSide) = taken
-                .recv()
-                .expect("the state is in the channel before the thread starts");
-            writer.run(Start::Later, side)
-        });
-        match started {
-            Ok(thread) => {
+        match start_thread(&self.client_id, writer, side, Start::Later) {
+            Ok((thread, finished)) => {
                 outbox.writer_started();
                 State::Running { thread, finished }
             }
-            Err(e) => {
-                let Ok((writer, side)) = unpack.try_recv() else {
-                    unreachable!("a thread that did not start took nothing");
-                };
+            Err(not_started) => {
+                let (writer, side, e) = *not_started;
                 if let Some(held_back) = START_FAILURES.admit(Instant::now()) {
                     log::error!(
                         "client {:?}: cannot start its writer thread, closing the connection: \
@@ -190,12 +172,47 @@ impl WriterSlot {
                         throttle::held_back(held_back)
                     );
                 }
-                // The reader sees its socket end and tears down; its teardown finds the
-                // state here and keeps or ends the session as at any other end.
                 writer.shut_down();
                 State::Waiting(writer, side)
             }
         }
+    }
+}
+
+/// A started writer thread, and the channel that is disconnected when it ends.
+pub(super) type Started = (JoinHandle<Finished>, Receiver<()>);
+
+/// A writer whose thread could not start, given back, and why (boxed: it is big, and a
+/// thread start rarely fails).
+pub(super) type NotStarted = Box<(Box<Writer>, WriterSide, io::Error)>;
+
+/// Starts a writer thread, `tx:<client id>`. The state travels through a one-slot channel
+/// filled before the start, not moved into the thread's closure: if the thread cannot
+/// start, the state comes back out instead of going down with the closure.
+pub(super) fn start_thread(
+    client_id: &str,
+    writer: Box<Writer>,
+    side: WriterSide,
+    start: Start,
+) -> Result<Started, NotStarted> {
+    let (parcel, unpack) = crossbeam_channel::bounded(1);
+    let _ = parcel.send((writer, side)); // One slot, empty: cannot fail.
+    let taken = unpack.clone();
+    let (signal, finished) = crossbeam_channel::bounded::<()>(0);
+    let started = spawn_named(format!("tx:{client_id}"), move || {
+        // Dropped when this thread ends, whatever way: that is the reader's signal.
+        let _finished = signal;
+        let (writer, side): (Box<Writer>, WriterSide) = taken
+            .recv()
+            .expect("the state is in the channel before the thread starts");
+        writer.run(start, side)
+    });
+    match started {
+        Ok(thread) => Ok((thread, finished)),
+        Err(e) => match unpack.try_recv() {
+            Ok((writer, side)) => Err(Box::new((writer, side, e))),
+            Err(_) => unreachable!("a thread that did not start took nothing"),
+        },
     }
 }
 
