@@ -18,7 +18,7 @@
 //! The mailbox knows nothing of the broker, the session or the socket: routing (in
 //! `broker/routing.rs`) fills it, the writer (in `connection/writer.rs`) empties it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -197,9 +197,19 @@ impl Outbox {
     /// Gives the Outbox the connection that starts its writer thread on the first ring
     /// (`None` when the connection ends), and says whether that thread is still to start.
     pub fn set_starter(&self, starter: Option<Weak<dyn StartWriter>>) {
-        self.writer_waiting
-            .store(starter.is_some(), Ordering::Release);
+        // The connection first, then the flag that sends rings to it: a ring that sees the
+        // flag finds the connection.
+        let waiting = starter.is_some();
+        if !waiting {
+            self.writer_waiting.store(false, Ordering::SeqCst);
+        }
         *self.starter.lock() = starter;
+        if waiting {
+            self.writer_waiting.store(true, Ordering::SeqCst);
+            // Paired with the fence in `ring`: either that ring sees the flag, or the
+            // caller, looking at the queue after this, sees the message it rang for.
+            fence(Ordering::SeqCst);
+        }
     }
 
     /// Says that the writer thread is running (or will never run): rings need not start it.
@@ -246,8 +256,10 @@ impl Outbox {
         // disconnected bell cannot happen while we hold `self`.
         let _ = self.bell.try_send(());
         // No writer thread yet: this ring starts it (the queue was filled before, so the
-        // new thread finds the message). The lock is released before the start.
-        if self.writer_waiting.load(Ordering::Acquire) {
+        // new thread finds the message). The lock is released before the start. The fence
+        // pairs with the one in `set_starter`, for a connection that is just starting.
+        fence(Ordering::SeqCst);
+        if self.writer_waiting.load(Ordering::SeqCst) {
             let starter = self.starter.lock().as_ref().and_then(Weak::upgrade);
             if let Some(starter) = starter {
                 starter.start_writer();

@@ -328,7 +328,7 @@ fn start_session_threads(
         // writer thread runs must be queued, not skipped as if the client were away.
         outbox.set_connected(true);
         match start_thread(&client_id, writer, writer_side, Start::Connack(connack)) {
-            Ok(started) => Arc::new(WriterSlot::running(client_id, started)),
+            Ok(started) => Arc::new(WriterSlot::running(client_id, socket.clone(), started)),
             // Dropping `hand_over` on the way out lets the waiting reader thread end.
             Err(not_started) => {
                 let (_, writer_side, e) = *not_started;
@@ -337,15 +337,26 @@ fn start_session_threads(
             }
         }
     } else {
-        // [MQTT-3.2.0-1] the CONNACK first, before the Outbox can take a message: a failed
-        // write shows up as a closed socket in the reader, which then tears down.
+        // Connected from here on, as above; a message queued now waits for the check below.
+        outbox.set_connected(true);
+        // [MQTT-3.2.0-1] the CONNACK first, before any ring can start a writer thread: a
+        // failed write shows up as a closed socket in the reader, which then tears down.
+        // Until a writer thread runs, the reader writes, and a client that stops reading
+        // must not block it past the keepalive (the reader's read has the same timeout).
+        let _ = socket.set_write_timeout(keep_alive_timeout(keep_alive));
         if let Err(e) = writer.send_connack(&connack) {
             log::debug!("client {client_id:?}: write failed: {e}");
         }
-        let slot = Arc::new(WriterSlot::waiting(client_id, writer, writer_side));
+        let slot = Arc::new(WriterSlot::waiting(
+            client_id,
+            socket.clone(),
+            writer,
+            writer_side,
+        ));
         let starter: Weak<dyn StartWriter> = Arc::downgrade(&slot) as Weak<WriterSlot>;
         outbox.set_starter(Some(starter));
-        outbox.set_connected(true);
+        // A message queued before the Outbox could start a writer started none.
+        slot.start_if_delivering();
         slot
     };
     let reader = Box::new(Reader {

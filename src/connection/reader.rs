@@ -1,6 +1,7 @@
 //! The reader thread, `rx:<client id>`: reads packets, lets the session act on them, passes
 //! what must be sent to the writer, and tears the connection down when it ends.
 
+use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -16,7 +17,7 @@ use crate::session::{WriterSide, WrongAck};
 use crate::transport::Socket;
 
 use super::input::Input;
-use super::writer::Finished;
+use super::writer::{Finished, Writer};
 use super::writer_slot::{Ended, WriterSlot};
 use super::ListenerSlot;
 use super::{log_received, panic_message, trace_frame};
@@ -142,21 +143,18 @@ impl Reader {
                 return Ok(());
             }
             // Nothing to wait for, and no writer thread yet: answer from here.
-            if let Some((mut writer, mut side)) = self.writer.lend() {
-                let answered = writer.answer(requests.drain(..), &mut side.outbound);
-                let violation = writer.take_violation();
-                self.writer.give_back(writer, side, false);
-                return answered.map_err(|e| match violation {
-                    Some(wrong) => wrong_ack(wrong),
-                    None => CloseReason::Io(e),
-                });
+            if let Some((writer, side)) = self.writer.lend() {
+                return self.answer(writer, side, requests);
             }
-        } else {
-            // The writer thread must run before the control channel, which is bounded, fills.
-            self.writer.start();
-            if self.control.send(ToWriter::AfterDisk(ticket)).is_err() {
-                return Err(CloseReason::PeerClosed);
-            }
+        }
+        // The writer thread must run before the control channel, which is bounded, fills.
+        if !self.writer.start() {
+            return Err(CloseReason::Io(io::Error::other(
+                "its writer thread could not start",
+            )));
+        }
+        if ticket.is_some() && self.control.send(ToWriter::AfterDisk(ticket)).is_err() {
+            return Err(CloseReason::PeerClosed);
         }
         for request in requests.drain(..) {
             // Blocks while the control channel is full (our client is slow to read its
@@ -167,6 +165,30 @@ impl Reader {
             }
         }
         Ok(())
+    }
+
+    /// Writes a batch's answers on this thread, with the writer's code, while the client
+    /// has no writer thread, then gives the writer back. A panic in there is a bug in
+    /// mqttd, caught as the writer thread would catch it: the writer goes back to its slot
+    /// (so the teardown keeps the session) and the connection closes.
+    fn answer(
+        &mut self,
+        mut writer: Box<Writer>,
+        mut side: WriterSide,
+        requests: &mut Vec<ToWriter>,
+    ) -> Result<(), CloseReason> {
+        let answered = panic::catch_unwind(AssertUnwindSafe(|| {
+            writer.answer(requests.drain(..), &mut side.outbound)
+        }));
+        let violation = writer.take_violation();
+        let closing = !matches!(answered, Ok(Ok(())));
+        self.writer.give_back(writer, side, closing);
+        match (answered, violation) {
+            (Ok(Ok(())), _) => Ok(()),
+            (Ok(Err(_)), Some(wrong)) => Err(wrong_ack(wrong)),
+            (Ok(Err(e)), None) => Err(CloseReason::Io(e)),
+            (Err(payload), _) => Err(CloseReason::Panicked(panic_message(&payload))),
+        }
     }
 
     /// Ends the connection: stop the writer and take its side of the session back, log

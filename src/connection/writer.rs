@@ -169,6 +169,9 @@ impl Writer {
             deliveries,
             mut outbound,
         } = side;
+        // A writer thread waits for its client as long as it takes (the teardown's
+        // FLUSH_TIMEOUT ends the wait); only the reader's own writes had a time limit.
+        let _ = self.socket.set_write_timeout(None);
         // A panic here is a bug in mqttd; it ends this connection like a failed write and
         // harms nobody else ([MQTT-4.8.0-2]). Nothing in `serve` holds a lock across code
         // that can panic, and parking_lot locks are released during unwinding anyway.
@@ -201,11 +204,18 @@ impl Writer {
     /// wrong acknowledgement is then in `violation`.
     pub fn answer(
         &mut self,
-        requests: impl Iterator<Item = ToWriter>,
+        mut requests: impl Iterator<Item = ToWriter>,
         outbound: &mut Outbound,
     ) -> io::Result<()> {
-        for request in requests {
-            self.handle(Work::Control(request), outbound)?;
+        while let Some(request) = requests.next() {
+            if let Err(e) = self.handle(Work::Control(request), outbound) {
+                // The rest of the batch is for a connection that is closing; only its
+                // acknowledgements still count.
+                for late in requests {
+                    self.apply_late(late, outbound);
+                }
+                return Err(e);
+            }
         }
         self.flush()
     }
@@ -218,11 +228,6 @@ impl Writer {
     /// The session's Outbox, which this writer empties.
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox
-    }
-
-    /// Shuts the socket down, so that the reader sees the connection end.
-    pub fn shut_down(&self) {
-        self.socket.shutdown();
     }
 
     /// The wrong acknowledgement that made `answer` fail, if that is why.
@@ -540,16 +545,21 @@ impl Writer {
     fn drain_after_failure(&mut self, outbound: &mut Outbound) {
         let control = self.control.clone();
         for request in control.iter() {
-            match request {
-                ToWriter::Ack(ack) => {
-                    // A wrong one changes nothing; the connection is closing anyway.
-                    if outbound.acknowledge(ack).is_ok() {
-                        self.record_ack(ack);
-                    }
+            self.apply_late(request, outbound);
+        }
+    }
+
+    /// Applies a request that comes after the connection failed: an acknowledgement still
+    /// changes the session; nothing else is for a connection that is gone.
+    fn apply_late(&mut self, request: ToWriter, outbound: &mut Outbound) {
+        match request {
+            ToWriter::Ack(ack) => {
+                // A wrong one changes nothing; the connection is closing anyway.
+                if outbound.acknowledge(ack).is_ok() {
+                    self.record_ack(ack);
                 }
-                // Answers and retained messages are for a connection that is gone.
-                ToWriter::Send(_) | ToWriter::SendRetained { .. } | ToWriter::AfterDisk(_) => {}
             }
+            ToWriter::Send(_) | ToWriter::SendRetained { .. } | ToWriter::AfterDisk(_) => {}
         }
     }
 }

@@ -22,7 +22,12 @@
 //! The writer thread also starts at once when there is something to send right after the
 //! CONNACK (a resumed session with messages in flight or queued), and when answers must
 //! wait for the journal (persistence): those waits belong on a thread of their own, not on
-//! the reader's.
+//! the reader's. (The writer's own records, of a retained message it sends or of a PUBREL,
+//! are still waited for where it writes: rare for a client that is delivered nothing.)
+//!
+//! While the reader writes, the socket has a write timeout of 1.5 × Keep Alive, like its
+//! read: a client that stops reading cannot hold its reader in a write for ever. The writer
+//! thread clears it when it starts, and waits for its client as long as it takes.
 //!
 //! One lock per connection guards the slot. It is taken by the reader once per batch that
 //! has answers while no writer thread runs, by a ring while no writer thread runs (the
@@ -40,6 +45,7 @@ use parking_lot::Mutex;
 use crate::mailbox::StartWriter;
 use crate::session::WriterSide;
 use crate::throttle::{self, Throttle};
+use crate::transport::Socket;
 
 use super::spawn_named;
 use super::writer::{Finished, Start, Writer};
@@ -47,6 +53,8 @@ use super::writer::{Finished, Start, Writer};
 /// The connection's writer: state waiting for a thread, or the thread.
 pub(super) struct WriterSlot {
     client_id: Arc<str>,
+    /// The connection's socket, to shut it down when a writer thread cannot start.
+    socket: Socket,
     state: Mutex<State>,
 }
 
@@ -61,21 +69,24 @@ enum State {
         thread: JoinHandle<Finished>,
         finished: Receiver<()>,
     },
+    /// A writer thread could not start: the connection is closing (its socket is shut
+    /// down), and the state waits for the teardown, which keeps the session.
+    Broken(Box<Writer>, WriterSide),
     /// The connection has ended: nothing more to start.
     Ended,
 }
 
 /// What the teardown finds in the slot.
 pub(super) enum Ended {
-    /// The writer never started: its state, to be finished on the reader's thread.
+    /// The writer never had a thread: its state, to be finished on the reader's thread.
     NeverStarted(Box<Writer>, WriterSide),
     /// The writer thread, to be waited for and joined.
     Thread {
         thread: JoinHandle<Finished>,
         finished: Receiver<()>,
     },
-    /// Nothing: the state was lent out when the connection ended (a panic in the reader
-    /// while it wrote its answers).
+    /// Nothing: the state was out with the reader when the connection ended, which only a
+    /// panic in the middle of `WriterSlot::lend` and `give_back` can do.
     Lost,
 }
 
@@ -84,42 +95,71 @@ static START_FAILURES: Throttle = Throttle::new();
 
 impl WriterSlot {
     /// A slot holding a writer whose thread is not started yet.
-    pub fn waiting(client_id: Arc<str>, writer: Box<Writer>, side: WriterSide) -> WriterSlot {
+    pub fn waiting(
+        client_id: Arc<str>,
+        socket: Socket,
+        writer: Box<Writer>,
+        side: WriterSide,
+    ) -> WriterSlot {
         WriterSlot {
             client_id,
+            socket,
             state: Mutex::new(State::Waiting(writer, side)),
         }
     }
 
     /// A slot whose writer thread is already running.
-    pub fn running(client_id: Arc<str>, (thread, finished): Started) -> WriterSlot {
+    pub fn running(client_id: Arc<str>, socket: Socket, (thread, finished): Started) -> WriterSlot {
         WriterSlot {
             client_id,
+            socket,
             state: Mutex::new(State::Running { thread, finished }),
         }
     }
 
     /// Starts the writer thread, unless it runs already; while the reader has the writer
-    /// out, asks for the start when it comes back. A thread that cannot start ends the
-    /// connection (its socket is shut down, so the reader tears down).
-    pub fn start(&self) {
+    /// out, asks for the start when it comes back. Says whether a writer thread runs (or
+    /// will, when the reader gives the writer back): `false` means the connection is
+    /// closing, because a thread could not start.
+    pub fn start(&self) -> bool {
         let mut state = self.state.lock();
-        match &mut *state {
+        let runs = match &mut *state {
             State::Waiting(..) => {
                 let State::Waiting(writer, side) = std::mem::replace(&mut *state, State::Ended)
                 else {
-                    unreachable!()
+                    unreachable!("matched just above")
                 };
                 *state = self.spawn(writer, side);
+                matches!(*state, State::Running { .. })
             }
-            State::Lent { wanted } => *wanted = true,
-            State::Running { .. } | State::Ended => {}
+            State::Lent { wanted } => {
+                *wanted = true;
+                true
+            }
+            State::Running { .. } => true,
+            State::Broken(..) | State::Ended => false,
+        };
+        drop(state);
+        self.shut_down_unless(runs);
+        runs
+    }
+
+    /// Starts the writer thread if a delivery is already waiting: for a connection that
+    /// has just been given its Outbox's rings (`Outbox::set_starter`), in case a message was
+    /// queued before they came here.
+    pub fn start_if_delivering(&self) {
+        let delivering = match &*self.state.lock() {
+            State::Waiting(_, side) => Writer::has_deliveries(side),
+            _ => false,
+        };
+        if delivering {
+            self.start();
         }
     }
 
     /// Takes the writer out for the reader to write its answers with, if no writer thread
     /// runs; `None` when one does (the reader then hands its requests over through the
-    /// control channel, as usual).
+    /// control channel, as usual), or could not start.
     pub fn lend(&self) -> Option<(Box<Writer>, WriterSide)> {
         let mut state = self.state.lock();
         if !matches!(*state, State::Waiting(..)) {
@@ -127,34 +167,40 @@ impl WriterSlot {
         }
         match std::mem::replace(&mut *state, State::Lent { wanted: false }) {
             State::Waiting(writer, side) => Some((writer, side)),
-            _ => unreachable!(),
+            _ => unreachable!("matched just above"),
         }
     }
 
     /// Puts back what `lend` took, and starts the writer thread if a delivery arrived
-    /// meanwhile, or is waiting, or `start` says so.
-    pub fn give_back(&self, writer: Box<Writer>, side: WriterSide, start: bool) {
+    /// meanwhile or is waiting. After a failed `answer` (`closing`), it only puts it back.
+    pub fn give_back(&self, writer: Box<Writer>, side: WriterSide, closing: bool) {
         let mut state = self.state.lock();
         let wanted = matches!(*state, State::Lent { wanted: true });
-        *state = if wanted || start || Writer::has_deliveries(&side) {
+        *state = if !closing && (wanted || Writer::has_deliveries(&side)) {
             self.spawn(writer, side)
         } else {
             State::Waiting(writer, side)
         };
+        let runs = !matches!(*state, State::Broken(..));
+        drop(state);
+        self.shut_down_unless(runs);
     }
 
     /// Empties the slot at teardown: no thread starts after this.
     pub fn end(&self) -> Ended {
         match std::mem::replace(&mut *self.state.lock(), State::Ended) {
-            State::Waiting(writer, side) => Ended::NeverStarted(writer, side),
+            State::Waiting(writer, side) | State::Broken(writer, side) => {
+                Ended::NeverStarted(writer, side)
+            }
             State::Running { thread, finished } => Ended::Thread { thread, finished },
             State::Lent { .. } | State::Ended => Ended::Lost,
         }
     }
 
     /// Starts the writer thread, under the slot's lock, so that a ring and the reader
-    /// cannot both start one. If it cannot start, the connection closes with its session
-    /// intact: the socket is shut down, the reader tears down and finds the state here.
+    /// cannot both start one. If it cannot start, the slot holds the state as `Broken`, and
+    /// the caller shuts the socket down once the lock is released: the reader tears down,
+    /// and the session is kept.
     fn spawn(&self, writer: Box<Writer>, side: WriterSide) -> State {
         let outbox = Arc::clone(writer.outbox());
         match start_thread(&self.client_id, writer, side, Start::Later) {
@@ -172,9 +218,18 @@ impl WriterSlot {
                         throttle::held_back(held_back)
                     );
                 }
-                writer.shut_down();
-                State::Waiting(writer, side)
+                // Rings need not try again.
+                outbox.writer_started();
+                State::Broken(writer, side)
             }
+        }
+    }
+
+    /// Shuts the socket down if no writer thread could start: outside the slot's lock, as
+    /// closing a TLS or WebSocket connection writes to the socket.
+    fn shut_down_unless(&self, runs: bool) {
+        if !runs {
+            self.socket.shutdown();
         }
     }
 }

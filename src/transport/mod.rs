@@ -288,6 +288,12 @@ impl Socket {
         self.0.tcp.set_read_timeout(timeout)
     }
 
+    /// Makes a blocked write give up after `timeout` without progress (`None`: wait for
+    /// ever): the keepalive timer while the reader writes its own answers.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.tcp.set_write_timeout(timeout)
+    }
+
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.0.tcp.peer_addr().ok()
     }
