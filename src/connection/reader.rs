@@ -12,13 +12,13 @@ use crossbeam_channel::Sender;
 use crate::broker::{Broker, ConnectionId, Traffic};
 use crate::codec::{holds_whole_packet, read_frame_into};
 use crate::mailbox::Doorbells;
-use crate::protocol::{CloseReason, Handler, ToWriter};
+use crate::protocol::{is_timeout, CloseReason, Handler, ToWriter};
 use crate::session::{WriterSide, WrongAck};
 use crate::transport::Socket;
 
 use super::input::Input;
 use super::writer::{Finished, Writer};
-use super::writer_slot::{Ended, WriterSlot};
+use super::writer_slot::{Answering, Ended, WriterSlot};
 use super::ListenerSlot;
 use super::{log_received, panic_message, trace_frame};
 
@@ -136,22 +136,22 @@ impl Reader {
         doorbells.ring();
         self.broker.count_received(self.traffic.take());
         // No acknowledgement before the state it confirms is on disk: the writer waits for
-        // the batch's ticket before it writes them, and this thread reads on meanwhile.
+        // the batch's ticket before it writes them, and this thread reads on meanwhile. So
+        // a ticket starts the writer thread, if the client has none yet.
         let ticket = self.handler.take_ticket();
-        if !ticket.is_some() {
-            if requests.is_empty() {
-                return Ok(());
-            }
-            // Nothing to wait for, and no writer thread yet: answer from here.
-            if let Some((writer, side)) = self.writer.lend() {
-                return self.answer(writer, side, requests);
-            }
+        if !ticket.is_some() && requests.is_empty() {
+            return Ok(());
         }
-        // The writer thread must run before the control channel, which is bounded, fills.
-        if !self.writer.start() {
-            return Err(CloseReason::Io(io::Error::other(
-                "its writer thread could not start",
-            )));
+        match self.writer.answering(ticket.is_some()) {
+            // No writer thread, and nothing to wait for: answer from here.
+            Answering::Reader(writer, side) => return self.answer(writer, side, requests),
+            Answering::Thread => {}
+            Answering::Closing => {
+                self.writer.settle(requests);
+                return Err(CloseReason::Io(io::Error::other(
+                    "its writer thread could not start",
+                )));
+            }
         }
         if ticket.is_some() && self.control.send(ToWriter::AfterDisk(ticket)).is_err() {
             return Err(CloseReason::PeerClosed);
@@ -178,14 +178,28 @@ impl Reader {
         requests: &mut Vec<ToWriter>,
     ) -> Result<(), CloseReason> {
         let answered = panic::catch_unwind(AssertUnwindSafe(|| {
-            writer.answer(requests.drain(..), &mut side.outbound)
+            writer.answer(requests, &mut side.outbound)
         }));
+        if answered.is_err() {
+            // What the panic left unhandled (`Writer::answer` keeps it reversed, so `pop`
+            // takes it in order): its acknowledgements still count.
+            while let Some(late) = requests.pop() {
+                writer.apply_late(late, &mut side.outbound);
+            }
+        }
         let violation = writer.take_violation();
-        let closing = !matches!(answered, Ok(Ok(())));
-        self.writer.give_back(writer, side, closing);
+        let failed = !matches!(answered, Ok(Ok(())));
+        let goes_on = self.writer.give_back(writer, side, failed);
         match (answered, violation) {
-            (Ok(Ok(())), _) => Ok(()),
+            (Ok(Ok(())), _) if goes_on => Ok(()),
+            (Ok(Ok(())), _) => Err(CloseReason::Io(io::Error::other(
+                "its writer thread could not start",
+            ))),
             (Ok(Err(_)), Some(wrong)) => Err(wrong_ack(wrong)),
+            (Ok(Err(e)), None) if is_timeout(&e) => Err(CloseReason::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "it read nothing for 1.5 x Keep Alive while the broker wrote to it",
+            ))),
             (Ok(Err(e)), None) => Err(CloseReason::Io(e)),
             (Err(payload), _) => Err(CloseReason::Panicked(panic_message(&payload))),
         }

@@ -202,16 +202,19 @@ impl Writer {
     /// acknowledgements, sends the retained messages of a new subscription. The same code
     /// as in the writer thread, one batch, one write. An error closes the connection; a
     /// wrong acknowledgement is then in `violation`.
+    /// `requests` is emptied as they are handled, from the front, so that what a panic
+    /// leaves in it is what was not handled (`Reader::answer` applies that).
     pub fn answer(
         &mut self,
-        mut requests: impl Iterator<Item = ToWriter>,
+        requests: &mut Vec<ToWriter>,
         outbound: &mut Outbound,
     ) -> io::Result<()> {
-        while let Some(request) = requests.next() {
+        requests.reverse();
+        while let Some(request) = requests.pop() {
             if let Err(e) = self.handle(Work::Control(request), outbound) {
                 // The rest of the batch is for a connection that is closing; only its
                 // acknowledgements still count.
-                for late in requests {
+                while let Some(late) = requests.pop() {
                     self.apply_late(late, outbound);
                 }
                 return Err(e);
@@ -551,7 +554,7 @@ impl Writer {
 
     /// Applies a request that comes after the connection failed: an acknowledgement still
     /// changes the session; nothing else is for a connection that is gone.
-    fn apply_late(&mut self, request: ToWriter, outbound: &mut Outbound) {
+    pub fn apply_late(&mut self, request: ToWriter, outbound: &mut Outbound) {
         match request {
             ToWriter::Ack(ack) => {
                 // A wrong one changes nothing; the connection is closing anyway.

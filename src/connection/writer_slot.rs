@@ -13,7 +13,7 @@
 //!
 //! - the CONNACK by the handshake thread (`start_session_threads`);
 //! - the answers to its packets (SUBACK, PUBACK, PINGRESP, …) by its reader, which borrows
-//!   the writer ([`WriterSlot::lend`]), runs the same code the writer thread would
+//!   the writer ([`WriterSlot::answering`]), runs the same code the writer thread would
 //!   (`Writer::answer`), and gives it back;
 //! - the first delivery by nobody: the publisher that queues it rings the Outbox, and the
 //!   ring starts the writer thread ([`WriterSlot::start`], through the mailbox's
@@ -43,6 +43,7 @@ use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 
 use crate::mailbox::StartWriter;
+use crate::protocol::ToWriter;
 use crate::session::WriterSide;
 use crate::throttle::{self, Throttle};
 use crate::transport::Socket;
@@ -69,11 +70,23 @@ enum State {
         thread: JoinHandle<Finished>,
         finished: Receiver<()>,
     },
-    /// A writer thread could not start: the connection is closing (its socket is shut
-    /// down), and the state waits for the teardown, which keeps the session.
-    Broken(Box<Writer>, WriterSide),
+    /// The connection is closing without a writer thread: one could not start, or the
+    /// reader's own writing failed. No thread starts any more; the state waits for the
+    /// teardown, which keeps the session.
+    Closing(Box<Writer>, WriterSide),
     /// The connection has ended: nothing more to start.
     Ended,
+}
+
+/// Who writes a batch's answers (`WriterSlot::answering`).
+pub(super) enum Answering {
+    /// The reader itself, with the writer lent to it: no writer thread runs.
+    Reader(Box<Writer>, WriterSide),
+    /// The writer thread, through the control channel.
+    Thread,
+    /// Nobody: the connection is closing (`WriterSlot::settle` still applies the
+    /// acknowledgements).
+    Closing,
 }
 
 /// What the teardown finds in the slot.
@@ -85,8 +98,8 @@ pub(super) enum Ended {
         thread: JoinHandle<Finished>,
         finished: Receiver<()>,
     },
-    /// Nothing: the state was out with the reader when the connection ended, which only a
-    /// panic in the middle of `WriterSlot::lend` and `give_back` can do.
+    /// Nothing: the state was out with the reader (a panic between `answering` and
+    /// `give_back` that `Reader::answer` did not catch), or the slot was emptied before.
     Lost,
 }
 
@@ -117,31 +130,23 @@ impl WriterSlot {
         }
     }
 
-    /// Starts the writer thread, unless it runs already; while the reader has the writer
-    /// out, asks for the start when it comes back. Says whether a writer thread runs (or
-    /// will, when the reader gives the writer back): `false` means the connection is
-    /// closing, because a thread could not start.
-    pub fn start(&self) -> bool {
+    /// For a ring: starts the writer thread, unless it runs already; while the reader has
+    /// the writer out, asks for the start when it comes back.
+    pub fn start(&self) {
         let mut state = self.state.lock();
-        let runs = match &mut *state {
+        let failed = match &mut *state {
             State::Waiting(..) => {
-                let State::Waiting(writer, side) = std::mem::replace(&mut *state, State::Ended)
-                else {
-                    unreachable!("matched just above")
-                };
-                *state = self.spawn(writer, side);
-                matches!(*state, State::Running { .. })
+                self.spawn_in(&mut state);
+                matches!(*state, State::Closing(..))
             }
             State::Lent { wanted } => {
                 *wanted = true;
-                true
+                false
             }
-            State::Running { .. } => true,
-            State::Broken(..) | State::Ended => false,
+            State::Running { .. } | State::Closing(..) | State::Ended => false,
         };
         drop(state);
-        self.shut_down_unless(runs);
-        runs
+        self.shut_down_if(failed);
     }
 
     /// Starts the writer thread if a delivery is already waiting: for a connection that
@@ -157,39 +162,73 @@ impl WriterSlot {
         }
     }
 
-    /// Takes the writer out for the reader to write its answers with, if no writer thread
-    /// runs; `None` when one does (the reader then hands its requests over through the
-    /// control channel, as usual), or could not start.
-    pub fn lend(&self) -> Option<(Box<Writer>, WriterSide)> {
+    /// For the reader, at the end of a batch with something to answer: lends it the
+    /// writer while no writer thread runs, unless `thread_needed` (the answers must wait
+    /// for the journal), which starts the thread. One lock, whoever answers.
+    pub fn answering(&self, thread_needed: bool) -> Answering {
         let mut state = self.state.lock();
-        if !matches!(*state, State::Waiting(..)) {
-            return None;
-        }
-        match std::mem::replace(&mut *state, State::Lent { wanted: false }) {
-            State::Waiting(writer, side) => Some((writer, side)),
-            _ => unreachable!("matched just above"),
+        match &*state {
+            State::Waiting(..) if thread_needed => {
+                self.spawn_in(&mut state);
+                let failed = matches!(*state, State::Closing(..));
+                drop(state);
+                self.shut_down_if(failed);
+                if failed {
+                    Answering::Closing
+                } else {
+                    Answering::Thread
+                }
+            }
+            State::Waiting(..) => {
+                match std::mem::replace(&mut *state, State::Lent { wanted: false }) {
+                    State::Waiting(writer, side) => Answering::Reader(writer, side),
+                    _ => unreachable!("matched just above"),
+                }
+            }
+            State::Running { .. } => Answering::Thread,
+            State::Lent { .. } | State::Closing(..) | State::Ended => Answering::Closing,
         }
     }
 
-    /// Puts back what `lend` took, and starts the writer thread if a delivery arrived
-    /// meanwhile or is waiting. After a failed `answer` (`closing`), it only puts it back.
-    pub fn give_back(&self, writer: Box<Writer>, side: WriterSide, closing: bool) {
+    /// Puts back what `answering` lent, and starts the writer thread if a delivery arrived
+    /// meanwhile or is waiting. After a failed `answer` (`closing`), the connection is on
+    /// its way out: no thread starts any more. Says whether the connection goes on.
+    pub fn give_back(&self, writer: Box<Writer>, side: WriterSide, closing: bool) -> bool {
         let mut state = self.state.lock();
         let wanted = matches!(*state, State::Lent { wanted: true });
-        *state = if !closing && (wanted || Writer::has_deliveries(&side)) {
-            self.spawn(writer, side)
-        } else {
-            State::Waiting(writer, side)
-        };
-        let runs = !matches!(*state, State::Broken(..));
-        drop(state);
-        self.shut_down_unless(runs);
+        if closing {
+            writer.outbox().writer_started();
+            *state = State::Closing(writer, side);
+            return false;
+        }
+        if wanted || Writer::has_deliveries(&side) {
+            *state = State::Waiting(writer, side);
+            self.spawn_in(&mut state);
+            let failed = matches!(*state, State::Closing(..));
+            drop(state);
+            self.shut_down_if(failed);
+            return !failed;
+        }
+        *state = State::Waiting(writer, side);
+        true
+    }
+
+    /// For a closing connection without a writer thread: applies the acknowledgements
+    /// among `requests`, which still change the session, and drops the rest.
+    pub fn settle(&self, requests: &mut Vec<ToWriter>) {
+        let mut state = self.state.lock();
+        if let State::Closing(writer, side) | State::Waiting(writer, side) = &mut *state {
+            for request in requests.drain(..) {
+                writer.apply_late(request, &mut side.outbound);
+            }
+        }
+        requests.clear();
     }
 
     /// Empties the slot at teardown: no thread starts after this.
     pub fn end(&self) -> Ended {
         match std::mem::replace(&mut *self.state.lock(), State::Ended) {
-            State::Waiting(writer, side) | State::Broken(writer, side) => {
+            State::Waiting(writer, side) | State::Closing(writer, side) => {
                 Ended::NeverStarted(writer, side)
             }
             State::Running { thread, finished } => Ended::Thread { thread, finished },
@@ -197,17 +236,19 @@ impl WriterSlot {
         }
     }
 
-    /// Starts the writer thread, under the slot's lock, so that a ring and the reader
-    /// cannot both start one. If it cannot start, the slot holds the state as `Broken`, and
-    /// the caller shuts the socket down once the lock is released: the reader tears down,
-    /// and the session is kept.
-    fn spawn(&self, writer: Box<Writer>, side: WriterSide) -> State {
+    /// Starts the writer thread from a `Waiting` slot, under the slot's lock, so that a
+    /// ring and the reader cannot both start one. The slot becomes `Running`, or, if the
+    /// thread cannot start, `Closing`: then the caller shuts the socket down once the lock
+    /// is released (`shut_down_if`), the reader tears down, and the session is kept.
+    fn spawn_in(&self, state: &mut State) {
+        let State::Waiting(writer, side) = std::mem::replace(state, State::Ended) else {
+            unreachable!("called on a Waiting slot only")
+        };
         let outbox = Arc::clone(writer.outbox());
-        match start_thread(&self.client_id, writer, side, Start::Later) {
-            Ok((thread, finished)) => {
-                outbox.writer_started();
-                State::Running { thread, finished }
-            }
+        // Rings need not look here any more, whatever happens.
+        outbox.writer_started();
+        *state = match start_thread(&self.client_id, writer, side, Start::Later) {
+            Ok((thread, finished)) => State::Running { thread, finished },
             Err(not_started) => {
                 let (writer, side, e) = *not_started;
                 if let Some(held_back) = START_FAILURES.admit(Instant::now()) {
@@ -218,17 +259,15 @@ impl WriterSlot {
                         throttle::held_back(held_back)
                     );
                 }
-                // Rings need not try again.
-                outbox.writer_started();
-                State::Broken(writer, side)
+                State::Closing(writer, side)
             }
-        }
+        };
     }
 
-    /// Shuts the socket down if no writer thread could start: outside the slot's lock, as
-    /// closing a TLS or WebSocket connection writes to the socket.
-    fn shut_down_unless(&self, runs: bool) {
-        if !runs {
+    /// Shuts the socket down after a writer thread failed to start: outside the slot's
+    /// lock, as closing a TLS or WebSocket connection writes to the socket.
+    fn shut_down_if(&self, failed: bool) {
+        if failed {
             self.socket.shutdown();
         }
     }
