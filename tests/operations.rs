@@ -299,9 +299,10 @@ fn has_thread(name: &str) -> bool {
     })
 }
 
-/// An idle client costs one thread: its reader answers CONNECT's follow-ups (SUBACK,
-/// PUBACK, PINGRESP) itself, and the writer thread starts with the first message the
-/// broker has to deliver to it, which then arrives ([MQTT-3.3.5-1]; chapter 09).
+/// An idle client costs one thread: its reader answers its SUBSCRIBE and PINGREQ itself, and
+/// the writer thread starts with the first message the broker has to deliver to it, which
+/// then arrives ([MQTT-3.3.5-1]; chapter 09). A client that publishes at QoS 1 gets its
+/// writer thread for its PUBACKs.
 #[test]
 fn a_client_gets_its_writer_thread_with_its_first_delivery() {
     let broker = start_broker();
@@ -311,21 +312,27 @@ fn a_client_gets_its_writer_thread_with_its_first_delivery() {
     subscriber.send(&PINGREQ);
     assert_eq!(subscriber.recv(), PINGRESP);
     let mut publisher = Raw::connected(addr, "lazy-pub");
-    publisher.send(&publish("lazy/t", b"first", 1, false, 7));
-    assert_eq!(publisher.recv(), puback(7));
-    // The publisher has been answered, and has nothing to receive: still one thread.
-    assert!(has_thread("rx:lazy-pub"));
-    assert!(
-        !has_thread("tx:lazy-pub"),
-        "a publisher needs no writer thread"
-    );
+    publisher.send(&publish("lazy/t", b"first", 0, false, 0));
     let got = subscriber.recv_publish();
     assert_eq!(
         (&got.topic[..], &got.payload[..]),
         ("lazy/t", &b"first"[..])
     );
     assert!(has_thread("tx:lazy-sub"), "the delivery started the writer");
-    // Its writer now answers too, and the acknowledgement reaches it.
+    // The QoS 0 publisher has been sent nothing: still one thread.
+    publisher.send(&PINGREQ);
+    assert_eq!(publisher.recv(), PINGRESP);
+    assert!(has_thread("rx:lazy-pub"));
+    assert!(
+        !has_thread("tx:lazy-pub"),
+        "a QoS 0 publisher needs no writer thread"
+    );
+    // Its first QoS 1 PUBLISH gets its PUBACK from a writer thread.
+    publisher.send(&publish("lazy/t", b"second", 1, false, 7));
+    assert_eq!(publisher.recv(), puback(7));
+    assert!(has_thread("tx:lazy-pub"), "PUBACKs start the writer");
+    let got = subscriber.recv_publish();
+    assert_eq!(&got.payload[..], b"second");
     subscriber.send(&puback(got.id.expect("QoS 1 has an id")));
     subscriber.send(&PINGREQ);
     assert_eq!(subscriber.recv(), PINGRESP);

@@ -44,13 +44,6 @@ use super::{
     log_received, log_sent, panic_message, spawn_named, trace_bytes, trace_frame, ListenerSlot,
 };
 
-/// How many requests the reader may queue for its writer before it waits. The reader
-/// waiting on its *own* writer only slows down this client, which is the right place for
-/// back-pressure: a client that sends faster than it reads the answers is throttled. A
-/// bounded crossbeam channel allocates its slots up front (48 bytes each here), so this is
-/// kept small: every idle client pays for it.
-const CONTROL_QUEUE: usize = 16;
-
 /// Handles a new connection up to the start of its reader and writer threads.
 /// `slot` is the connection's place in its listener's count: held until the connection
 /// ends (by the reader, once the handshake is done), given back if it is refused.
@@ -306,12 +299,10 @@ fn start_session_threads(
         let e = format!("cannot start a connection thread: {e}");
         return Err(give_up(handler, Some(writer_side), connection, broker, e));
     }
-    let (control_tx, control_rx) = crossbeam_channel::bounded(CONTROL_QUEUE);
     let outbox = Arc::clone(handler.session.outbox());
     let mut writer = Box::new(Writer::new(
         socket.clone(),
         Arc::clone(&client_id),
-        control_rx,
         Arc::clone(&outbox),
         Arc::clone(broker),
     ));
@@ -365,7 +356,7 @@ fn start_session_threads(
         connection,
         keep_alive,
         handler,
-        control: control_tx,
+        control: None,
         writer,
         broker: Arc::clone(broker),
         traffic: Traffic::default(),

@@ -40,8 +40,9 @@ pub(super) struct Reader {
     pub keep_alive: u16,
     /// The protocol's side of the client: its session and its Will.
     pub handler: Handler,
-    /// Requests for the writer thread. Dropping it tells the writer to finish.
-    pub control: Sender<ToWriter>,
+    /// Requests for the writer thread, once it runs (`WriterSlot::control`). Dropping it
+    /// (with the slot's own copy, `WriterSlot::end`) tells the writer to finish.
+    pub control: Option<Sender<ToWriter>>,
     /// The writer: its thread, or its state while it has none (`writer_slot.rs`).
     pub writer: Arc<WriterSlot>,
     pub broker: Arc<Broker>,
@@ -142,7 +143,11 @@ impl Reader {
         if !ticket.is_some() && requests.is_empty() {
             return Ok(());
         }
-        match self.writer.answering(ticket.is_some()) {
+        // A client that publishes at QoS 1 or 2 gets its writer thread for the
+        // acknowledgements: its reader writing them itself, between two reads, doubled the
+        // p99 latency of bench/compare.sh's QoS pairs (chapter 09).
+        let thread_needed = ticket.is_some() || requests.iter().any(ToWriter::answers_a_publish);
+        match self.writer.answering(thread_needed) {
             // No writer thread, and nothing to wait for: answer from here.
             Answering::Reader(writer, side) => return self.answer(writer, side, requests),
             Answering::Thread => {}
@@ -153,14 +158,20 @@ impl Reader {
                 )));
             }
         }
-        if ticket.is_some() && self.control.send(ToWriter::AfterDisk(ticket)).is_err() {
+        if self.control.is_none() {
+            self.control = self.writer.control();
+        }
+        let Some(control) = &self.control else {
+            return Err(CloseReason::PeerClosed);
+        };
+        if ticket.is_some() && control.send(ToWriter::AfterDisk(ticket)).is_err() {
             return Err(CloseReason::PeerClosed);
         }
         for request in requests.drain(..) {
             // Blocks while the control channel is full (our client is slow to read its
             // answers, so we stop reading its requests). Fails only if the writer has
             // exited, because the socket failed.
-            if self.control.send(request).is_err() {
+            if control.send(request).is_err() {
                 return Err(CloseReason::PeerClosed);
             }
         }

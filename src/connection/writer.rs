@@ -53,7 +53,9 @@ pub(super) struct Writer {
     batch: Vec<u8>,
     socket: Socket,
     client_id: Arc<str>,
-    control: Receiver<ToWriter>,
+    /// What the reader asks of the writer thread: `never()` (which allocates nothing)
+    /// until the thread starts and `start_thread` gives it the channel.
+    pub(super) control: Receiver<ToWriter>,
     /// The session's queue: to mark it disconnected, and to report drops.
     outbox: Arc<Outbox>,
     /// To look up retained messages.
@@ -121,7 +123,6 @@ impl Writer {
     pub fn new(
         socket: Socket,
         client_id: Arc<str>,
-        control: Receiver<ToWriter>,
         outbox: Arc<Outbox>,
         broker: Arc<Broker>,
     ) -> Writer {
@@ -129,7 +130,7 @@ impl Writer {
             batch: Vec::new(),
             socket,
             client_id,
-            control,
+            control: crossbeam_channel::never(),
             outbox,
             broker,
             last_drop_report: Instant::now(),

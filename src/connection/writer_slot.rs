@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use crate::mailbox::StartWriter;
@@ -65,11 +65,8 @@ enum State {
     /// Taken out by the reader to write its answers. `wanted`: a delivery came meanwhile,
     /// so the writer thread must start when it comes back.
     Lent { wanted: bool },
-    /// The writer thread runs. `finished` is disconnected when it ends.
-    Running {
-        thread: JoinHandle<Finished>,
-        finished: Receiver<()>,
-    },
+    /// The writer thread runs.
+    Running(Started),
     /// The connection is closing without a writer thread: one could not start, or the
     /// reader's own writing failed. No thread starts any more; the state waits for the
     /// teardown, which keeps the session.
@@ -122,11 +119,19 @@ impl WriterSlot {
     }
 
     /// A slot whose writer thread is already running.
-    pub fn running(client_id: Arc<str>, socket: Socket, (thread, finished): Started) -> WriterSlot {
+    pub fn running(client_id: Arc<str>, socket: Socket, started: Started) -> WriterSlot {
         WriterSlot {
             client_id,
             socket,
-            state: Mutex::new(State::Running { thread, finished }),
+            state: Mutex::new(State::Running(started)),
+        }
+    }
+
+    /// The control channel of the writer thread, once it runs.
+    pub fn control(&self) -> Option<Sender<ToWriter>> {
+        match &*self.state.lock() {
+            State::Running(started) => Some(started.control.clone()),
+            _ => None,
         }
     }
 
@@ -143,7 +148,7 @@ impl WriterSlot {
                 *wanted = true;
                 false
             }
-            State::Running { .. } | State::Closing(..) | State::Ended => false,
+            State::Running(_) | State::Closing(..) | State::Ended => false,
         };
         drop(state);
         self.shut_down_if(failed);
@@ -185,7 +190,7 @@ impl WriterSlot {
                     _ => unreachable!("matched just above"),
                 }
             }
-            State::Running { .. } => Answering::Thread,
+            State::Running(_) => Answering::Thread,
             State::Lent { .. } | State::Closing(..) | State::Ended => Answering::Closing,
         }
     }
@@ -231,7 +236,11 @@ impl WriterSlot {
             State::Waiting(writer, side) | State::Closing(writer, side) => {
                 Ended::NeverStarted(writer, side)
             }
-            State::Running { thread, finished } => Ended::Thread { thread, finished },
+            // The slot's copy of the control sender goes here: with the reader's, the
+            // writer thread's signal to finish.
+            State::Running(Started {
+                thread, finished, ..
+            }) => Ended::Thread { thread, finished },
             State::Lent { .. } | State::Ended => Ended::Lost,
         }
     }
@@ -248,7 +257,7 @@ impl WriterSlot {
         // Rings need not look here any more, whatever happens.
         outbox.writer_started();
         *state = match start_thread(&self.client_id, writer, side, Start::Later) {
-            Ok((thread, finished)) => State::Running { thread, finished },
+            Ok(started) => State::Running(started),
             Err(not_started) => {
                 let (writer, side, e) = *not_started;
                 if let Some(held_back) = START_FAILURES.admit(Instant::now()) {
@@ -273,8 +282,21 @@ impl WriterSlot {
     }
 }
 
-/// A started writer thread, and the channel that is disconnected when it ends.
-pub(super) type Started = (JoinHandle<Finished>, Receiver<()>);
+/// How many requests the reader may queue for its writer thread before it waits. The
+/// reader waiting on its *own* writer only slows down this client, which is the right place
+/// for back-pressure: a client that sends faster than it reads the answers is throttled. A
+/// bounded crossbeam channel allocates its slots up front (48 bytes each here), so it is
+/// made only when the writer thread starts, and kept small.
+const CONTROL_QUEUE: usize = 16;
+
+/// A started writer thread.
+pub(super) struct Started {
+    thread: JoinHandle<Finished>,
+    /// Disconnected when the thread ends.
+    finished: Receiver<()>,
+    /// The reader's side of the thread's control channel.
+    control: Sender<ToWriter>,
+}
 
 /// A writer whose thread could not start, given back, and why (boxed: it is big, and a
 /// thread start rarely fails).
@@ -285,10 +307,12 @@ pub(super) type NotStarted = Box<(Box<Writer>, WriterSide, io::Error)>;
 /// start, the state comes back out instead of going down with the closure.
 pub(super) fn start_thread(
     client_id: &str,
-    writer: Box<Writer>,
+    mut writer: Box<Writer>,
     side: WriterSide,
     start: Start,
 ) -> Result<Started, NotStarted> {
+    let (control, requests) = crossbeam_channel::bounded(CONTROL_QUEUE);
+    writer.control = requests;
     let (parcel, unpack) = crossbeam_channel::bounded(1);
     let _ = parcel.send((writer, side)); // One slot, empty: cannot fail.
     let taken = unpack.clone();
@@ -302,9 +326,16 @@ pub(super) fn start_thread(
         writer.run(start, side)
     });
     match started {
-        Ok(thread) => Ok((thread, finished)),
+        Ok(thread) => Ok(Started {
+            thread,
+            finished,
+            control,
+        }),
         Err(e) => match unpack.try_recv() {
-            Ok((writer, side)) => Err(Box::new((writer, side, e))),
+            Ok((mut writer, side)) => {
+                writer.control = crossbeam_channel::never();
+                Err(Box::new((writer, side, e)))
+            }
             Err(_) => unreachable!("a thread that did not start took nothing"),
         },
     }
