@@ -12,17 +12,19 @@
 //! Meanwhile the packets the client is owed are written by whoever has them:
 //!
 //! - the CONNACK by the handshake thread (`start_session_threads`);
-//! - the answers to its packets (SUBACK, PUBACK, PINGRESP, …) by its reader, which borrows
-//!   the writer ([`WriterSlot::answering`]), runs the same code the writer thread would
-//!   (`Writer::answer`), and gives it back;
+//! - the answers to its packets (SUBACK, UNSUBACK, PINGRESP, the retained messages of a new
+//!   subscription) by its reader, which borrows the writer ([`WriterSlot::answering`]), runs
+//!   the same code the writer thread would (`Writer::answer`), and gives it back;
 //! - the first delivery by nobody: the publisher that queues it rings the Outbox, and the
 //!   ring starts the writer thread ([`WriterSlot::start`], through the mailbox's
 //!   `StartWriter`). From then on the connection is the usual two threads until it ends.
 //!
 //! The writer thread also starts at once when there is something to send right after the
-//! CONNACK (a resumed session with messages in flight or queued), and when answers must
-//! wait for the journal (persistence): those waits belong on a thread of their own, not on
-//! the reader's. (The writer's own records, of a retained message it sends or of a PUBREL,
+//! CONNACK (a resumed session with messages in flight or queued), when answers must wait
+//! for the journal (persistence: those waits belong on a thread of their own, not on the
+//! reader's), and for the first PUBACK, PUBREC or PUBCOMP of a client that publishes at
+//! QoS 1 or 2: such a client keeps sending, and its reader writing the acknowledgements
+//! between two reads doubled the p99 latency of the QoS pairs in `bench/compare.sh`. (The writer's own records, of a retained message it sends or of a PUBREL,
 //! are still waited for where it writes: rare for a client that is delivered nothing.)
 //!
 //! While the reader writes, the socket has a write timeout of 1.5 × Keep Alive, like its
