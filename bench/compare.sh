@@ -211,7 +211,7 @@ prepare() {
             log "vm.max_map_count raised from $maps to 262144 for this run (RAISE_MAP_COUNT=1)"
     elif ((maps < 200000)); then
         log "note: vm.max_map_count is $maps; each thread costs about 4 memory maps, so mqttd" \
-            "(2 threads per connection) stops at about $((maps / 8)) connections;" \
+            "(up to 2 threads per connection) stops at about $((maps / 8)) connections;" \
             "RAISE_MAP_COUNT=1 raises it for the run (see bench/README.md)"
     fi
     build_binaries

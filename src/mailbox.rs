@@ -18,10 +18,11 @@
 //! The mailbox knows nothing of the broker, the session or the socket: routing (in
 //! `broker/routing.rs`) fills it, the writer (in `connection/writer.rs`) empties it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
 
 use crate::codec::QoS;
 
@@ -79,6 +80,13 @@ impl Delivery {
     }
 }
 
+/// Whoever can start a session's writer thread when it has none yet: the connection, which
+/// starts it only once there is something to deliver (`src/connection/writer_slot.rs`).
+/// The mailbox only knows to call it, through [`Outbox::ring`], while no writer runs.
+pub(crate) trait StartWriter: Send + Sync {
+    fn start_writer(&self);
+}
+
 /// What became of a delivery offered to an [`Outbox`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Offer {
@@ -127,6 +135,12 @@ pub(crate) struct Outbox {
     /// Whether some [`Doorbells`] already holds this Outbox, to be rung: so that a batch of
     /// many messages to one subscriber, or many publishers feeding one, ring it once.
     ring_pending: AtomicBool,
+    /// Set while the connected client has no writer thread yet: a ring must then start
+    /// one, through `starter`. Clear when a writer runs, so a ring costs no lock then.
+    writer_waiting: AtomicBool,
+    /// The connection that can start the writer; `Weak`, so that an Outbox that outlives
+    /// its connection (Clean Session 0) does not keep the connection's state alive.
+    starter: Mutex<Option<Weak<dyn StartWriter>>>,
 }
 
 impl Outbox {
@@ -148,6 +162,8 @@ impl Outbox {
             bell,
             bell_receiver,
             ring_pending: AtomicBool::new(false),
+            writer_waiting: AtomicBool::new(false),
+            starter: Mutex::new(None),
         };
         (Arc::new(outbox), receiver)
     }
@@ -176,6 +192,29 @@ impl Outbox {
     /// Marks whether a writer thread is draining this queue.
     pub fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
+    }
+
+    /// Gives the Outbox the connection that starts its writer thread on the first ring
+    /// (`None` when the connection ends), and says whether that thread is still to start.
+    pub fn set_starter(&self, starter: Option<Weak<dyn StartWriter>>) {
+        // The connection first, then the flag that sends rings to it: a ring that sees the
+        // flag finds the connection.
+        let waiting = starter.is_some();
+        if !waiting {
+            self.writer_waiting.store(false, Ordering::SeqCst);
+        }
+        *self.starter.lock() = starter;
+        if waiting {
+            self.writer_waiting.store(true, Ordering::SeqCst);
+            // Paired with the fence in `ring`: either that ring sees the flag, or the
+            // caller, looking at the queue after this, sees the message it rang for.
+            fence(Ordering::SeqCst);
+        }
+    }
+
+    /// Says that the writer thread is running (or will never run): rings need not start it.
+    pub fn writer_started(&self) {
+        self.writer_waiting.store(false, Ordering::Release);
     }
 
     /// What the writer thread sleeps on: a message here means "look at the queue".
@@ -216,6 +255,16 @@ impl Outbox {
         // Full means a ring is already waiting, which the writer has yet to take; a
         // disconnected bell cannot happen while we hold `self`.
         let _ = self.bell.try_send(());
+        // No writer thread yet: this ring starts it (the queue was filled before, so the
+        // new thread finds the message). The lock is released before the start. The fence
+        // pairs with the one in `set_starter`, for a connection that is just starting.
+        fence(Ordering::SeqCst);
+        if self.writer_waiting.load(Ordering::SeqCst) {
+            let starter = self.starter.lock().as_ref().and_then(Weak::upgrade);
+            if let Some(starter) = starter {
+                starter.start_writer();
+            }
+        }
     }
 
     /// Claims the job of ringing this Outbox: true for the first caller since the last

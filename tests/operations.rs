@@ -288,3 +288,52 @@ fn a_silent_client_does_not_hold_up_the_next_ones() {
     }
     drop(silent);
 }
+
+/// Whether this test process has a thread called `name` (the broker runs in-process, and
+/// Linux lists each thread's name in `/proc/self/task/*/comm`).
+fn has_thread(name: &str) -> bool {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("Linux lists our threads");
+    tasks.flatten().any(|task| {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        comm.trim_end() == name
+    })
+}
+
+/// An idle client costs one thread: its reader answers its SUBSCRIBE and PINGREQ itself, and
+/// the writer thread starts with the first message the broker has to deliver to it, which
+/// then arrives ([MQTT-3.3.5-1]; chapter 09). A client that publishes at QoS 1 gets its
+/// writer thread for its PUBACKs.
+#[test]
+fn a_client_gets_its_writer_thread_with_its_first_delivery() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut subscriber = Raw::connected(addr, "lazy-sub");
+    subscriber.subscribe_to("lazy/t", 1);
+    subscriber.send(&PINGREQ);
+    assert_eq!(subscriber.recv(), PINGRESP);
+    let mut publisher = Raw::connected(addr, "lazy-pub");
+    publisher.send(&publish("lazy/t", b"first", 0, false, 0));
+    let got = subscriber.recv_publish();
+    assert_eq!(
+        (&got.topic[..], &got.payload[..]),
+        ("lazy/t", &b"first"[..])
+    );
+    assert!(has_thread("tx:lazy-sub"), "the delivery started the writer");
+    // The QoS 0 publisher has been sent nothing: still one thread.
+    publisher.send(&PINGREQ);
+    assert_eq!(publisher.recv(), PINGRESP);
+    assert!(has_thread("rx:lazy-pub"));
+    assert!(
+        !has_thread("tx:lazy-pub"),
+        "a QoS 0 publisher needs no writer thread"
+    );
+    // Its first QoS 1 PUBLISH gets its PUBACK from a writer thread.
+    publisher.send(&publish("lazy/t", b"second", 1, false, 7));
+    assert_eq!(publisher.recv(), puback(7));
+    assert!(has_thread("tx:lazy-pub"), "PUBACKs start the writer");
+    let got = subscriber.recv_publish();
+    assert_eq!(&got.payload[..], b"second");
+    subscriber.send(&puback(got.id.expect("QoS 1 has an id")));
+    subscriber.send(&PINGREQ);
+    assert_eq!(subscriber.recv(), PINGRESP);
+}

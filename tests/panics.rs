@@ -67,3 +67,30 @@ fn a_panic_in_a_writer_thread_closes_only_that_connection_and_keeps_its_session(
     let (_back, present) = Raw::session(addr, "fragile", false);
     assert!(present);
 }
+
+/// The same panic while the *reader* runs the writer's code, before the client has a writer
+/// thread: a retained message sent to a new subscription ([MQTT-3.3.1-6]) is written by the
+/// reader itself. It too costs that connection only, and the session is kept
+/// ([MQTT-4.8.0-2]).
+#[test]
+fn a_panic_while_the_reader_writes_for_its_writer_keeps_the_session() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut publisher = Raw::connected(addr, "publisher");
+    let mut retained = publish(PANIC_IN_WRITER, b"boom", 1, false, 2);
+    retained[0] |= 0x01; // RETAIN
+    publisher.send(&retained);
+    assert_eq!(publisher.recv(), puback(2));
+    assert_eq!(broker.broker().retained_count(), 1);
+    let (mut fragile, _) = Raw::session(addr, "fragile-reader", false);
+    fragile.send(&subscribe(1, &[(PANIC_IN_WRITER, 1)]));
+    // The SUBACK may or may not have left before the retained message's panic.
+    let mut left = fragile.closed();
+    if left.starts_with(&[0x90, 0x03, 0x00, 0x01, 0x01]) {
+        left.drain(..5);
+    }
+    assert_eq!(left, [], "nothing but the SUBACK before the close");
+    assert_still_serving(addr);
+    let (_back, present) = Raw::session(addr, "fragile-reader", false);
+    assert!(present, "the Clean Session 0 session was kept");
+}

@@ -194,3 +194,28 @@ fn the_connect_payload_is_read_in_its_fixed_order_mqtt_3_1_3_1() {
     drop(raw);
     expect_will(&mut watcher, "ordered");
 }
+
+/// Keepalive holds while the broker is *writing* to a client too ([MQTT-3.1.2-24]): a client
+/// that subscribes to more retained messages than the sockets can buffer, then neither
+/// reads nor sends, is closed after 1.5 x Keep Alive, and its Will goes out. (Its reader,
+/// writing the retained messages itself, would otherwise wait for ever in that write.)
+#[test]
+fn a_client_that_stops_reading_is_closed_at_its_keepalive_mqtt_3_1_2_24() {
+    let broker = start_broker();
+    let addr = broker.local_addr();
+    let mut publisher = Raw::connected(addr, "filler");
+    // 16 MiB of retained messages, more than loopback's socket buffers on both sides.
+    let payload = vec![b'x'; 512 * 1024];
+    for n in 0..32u16 {
+        let mut retained = publish(&format!("big/{n}"), &payload, 1, false, n + 1);
+        retained[0] |= 0x01; // RETAIN
+        publisher.send(&retained);
+        assert_eq!(publisher.recv(), puback(n + 1));
+    }
+    let mut watcher = watcher(addr);
+    let mut stuck = with_will(addr, "stuck", 1);
+    stuck.send(&subscribe(1, &[("big/#", 0)]));
+    // Neither reads nor sends from here on.
+    expect_will(&mut watcher, "stuck");
+    drop(stuck);
+}

@@ -18,7 +18,7 @@
 
 use std::io::{self, Read, Write};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, SendError};
@@ -27,6 +27,7 @@ use crate::broker::{Broker, ConnectionId, Traffic};
 use crate::codec::{
     read_frame_of, Connack, Connect, ConnectReturnCode, Frame, FrameError, Packet, PacketType,
 };
+use crate::mailbox::StartWriter;
 use crate::protocol::{
     assign_client_id, authenticate, check_keep_alive, is_timeout, keep_alive_timeout, open_session,
     reaction_to, user_from_certificate, CloseReason, Handler, Opened, Refusal,
@@ -37,18 +38,11 @@ use crate::transport::{Incoming, Socket, Transport};
 
 use super::input::Input;
 use super::reader::Reader;
-use super::writer::Writer;
+use super::writer::{Start, Writer};
+use super::writer_slot::{start_thread, WriterSlot};
 use super::{
-    log_received, log_sent, panic_message, trace_bytes, trace_frame, ListenerSlot,
-    THREAD_STACK_SIZE,
+    log_received, log_sent, panic_message, spawn_named, trace_bytes, trace_frame, ListenerSlot,
 };
-
-/// How many requests the reader may queue for its writer before it waits. The reader
-/// waiting on its *own* writer only slows down this client, which is the right place for
-/// back-pressure: a client that sends faster than it reads the answers is throttled. A
-/// bounded crossbeam channel allocates its slots up front (48 bytes each here), so this is
-/// kept small: every idle client pays for it.
-const CONTROL_QUEUE: usize = 16;
 
 /// Handles a new connection up to the start of its reader and writer threads.
 /// `slot` is the connection's place in its listener's count: held until the connection
@@ -271,14 +265,17 @@ fn send_connack(socket: &Socket, peer: &str, code: ConnectReturnCode, broker: &B
     // nothing the client sent after its CONNECT is processed.
 }
 
-/// Starts the reader and writer threads of an accepted connection.
+/// Starts the threads of an accepted connection: its reader, and its writer only if there
+/// is something to send at once (see `writer_slot.rs`).
 ///
 /// The reader thread starts first and waits for its state, so that if it cannot start,
-/// nothing has been handed over yet; the writer starts with its state moved in, and if it
-/// cannot start its side of the session goes down with it: [`give_up`] is the one way
-/// back. Then the reader gets its state (its teardown runs here if its thread is gone).
-/// Both states are boxed: on the heap, not the threads' stacks, each idle thread touches
-/// two stack pages; unboxed, the writer touched a third, +4 KiB a connection (chapter 09).
+/// nothing has been handed over yet and the client can still be told 0x03: [`give_up`] is
+/// the one way back. Then the CONNACK goes out: from a writer thread started with the
+/// state moved in, when a resumed session has messages to send again or queued, or
+/// otherwise from this thread, the writer staying in its slot. Then the reader gets its
+/// state (its teardown runs here if its thread is gone). The states are boxed: on the
+/// heap, not the threads' stacks, each idle thread touches two stack pages; unboxed, the
+/// writer touched a third, +4 KiB a connection (chapter 09).
 fn start_session_threads(
     started: Started,
     socket: &Socket,
@@ -302,13 +299,11 @@ fn start_session_threads(
         let e = format!("cannot start a connection thread: {e}");
         return Err(give_up(handler, Some(writer_side), connection, broker, e));
     }
-    let (control_tx, control_rx) = crossbeam_channel::bounded(CONTROL_QUEUE);
     let outbox = Arc::clone(handler.session.outbox());
-    let writer = Box::new(Writer::new(
+    let mut writer = Box::new(Writer::new(
         socket.clone(),
-        client_id,
-        control_rx,
-        outbox,
+        Arc::clone(&client_id),
+        Arc::clone(&outbox),
         Arc::clone(broker),
     ));
     // [MQTT-3.2.2-2] [MQTT-3.2.2-3] Session Present says whether a session was resumed.
@@ -317,22 +312,43 @@ fn start_session_threads(
         session_present,
         code: ConnectReturnCode::Accepted,
     });
-    // From here on the session counts as connected: a QoS 0 message routed before the
-    // writer thread runs must be queued, not skipped as if the client were away.
-    handler.session.outbox().set_connected(true);
-    let (finished, writer_finished) = crossbeam_channel::bounded::<()>(0);
-    let name = format!("tx:{}", handler.session.client_id);
-    let writer_thread = match spawn_named(name, move || {
-        // Dropped when this thread ends, whatever way: that is the reader's signal.
-        let _finished = finished;
-        writer.run(connack, writer_side)
-    }) {
-        Ok(thread) => thread,
-        // Dropping `hand_over` on the way out lets the waiting reader thread end.
-        Err(e) => {
-            let e = format!("cannot start a connection thread: {e}");
-            return Err(give_up(handler, None, connection, broker, e));
+    let send_at_once =
+        writer_side.outbound.awaits_acknowledgement() || Writer::has_deliveries(&writer_side);
+    let writer = if send_at_once {
+        // From here on the session counts as connected: a QoS 0 message routed before the
+        // writer thread runs must be queued, not skipped as if the client were away.
+        outbox.set_connected(true);
+        match start_thread(&client_id, writer, writer_side, Start::Connack(connack)) {
+            Ok(started) => Arc::new(WriterSlot::running(client_id, socket.clone(), started)),
+            // Dropping `hand_over` on the way out lets the waiting reader thread end.
+            Err(not_started) => {
+                let (_, writer_side, e) = *not_started;
+                let e = format!("cannot start a connection thread: {e}");
+                return Err(give_up(handler, Some(writer_side), connection, broker, e));
+            }
         }
+    } else {
+        // Connected from here on, as above; a message queued now waits for the check below.
+        outbox.set_connected(true);
+        // [MQTT-3.2.0-1] the CONNACK first, before any ring can start a writer thread: a
+        // failed write shows up as a closed socket in the reader, which then tears down.
+        // Until a writer thread runs, the reader writes, and a client that stops reading
+        // must not block it past the keepalive (the reader's read has the same timeout).
+        let _ = socket.set_write_timeout(keep_alive_timeout(keep_alive));
+        if let Err(e) = writer.send_connack(&connack) {
+            log::debug!("client {client_id:?}: write failed: {e}");
+        }
+        let slot = Arc::new(WriterSlot::waiting(
+            client_id,
+            socket.clone(),
+            writer,
+            writer_side,
+        ));
+        let starter: Weak<dyn StartWriter> = Arc::downgrade(&slot) as Weak<WriterSlot>;
+        outbox.set_starter(Some(starter));
+        // A message queued before the Outbox could start a writer started none.
+        slot.start_if_delivering();
+        slot
     };
     let reader = Box::new(Reader {
         input,
@@ -340,9 +356,8 @@ fn start_session_threads(
         connection,
         keep_alive,
         handler,
-        control: control_tx,
-        writer: writer_thread,
-        writer_finished,
+        control: None,
+        writer,
         broker: Arc::clone(broker),
         traffic: Traffic::default(),
         _slot: slot,
@@ -398,16 +413,6 @@ fn give_up(
         rule: "§3.2.2.3",
         what: what.to_string(),
     }
-}
-
-fn spawn_named<T: Send + 'static>(
-    name: String,
-    body: impl FnOnce() -> T + Send + 'static,
-) -> io::Result<std::thread::JoinHandle<T>> {
-    std::thread::Builder::new()
-        .name(name)
-        .stack_size(THREAD_STACK_SIZE)
-        .spawn(body)
 }
 
 /// A reader that gives up when a deadline passes, however the bytes trickle in: the

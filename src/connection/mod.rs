@@ -6,23 +6,23 @@
 //!            accept()
 //!               │
 //!   acceptor ───┴─▶ "hs:127.0.0.1:50312"   handshake: read CONNECT (10 s limit), validate,
-//!                        │                  assign the Client Identifier, take over, then
-//!                        │                  start the two threads below and wait for the
+//!                        │                  assign the Client Identifier, take over, send
+//!                        │                  the CONNACK, start the reader and wait for the
 //!                        │                  next connection (handshakers.rs)
 //!          ┌─────────────┴──────────────┐
-//!          ▼                            ▼
-//!   "rx:sensor-1" reader           "tx:sensor-1" writer
-//!   Input (a buffer that follows   one batch buffer on the same socket
-//!   the traffic) on the socket     sleeps on two channels:
+//!          ▼                            ▼  started by the first message for the client
+//!   "rx:sensor-1" reader           "tx:sensor-1" writer   (writer_slot.rs; until then its
+//!   Input (a buffer that follows   one batch buffer on    state waits in a WriterSlot)
+//!   the traffic) on the socket     the same socket; sleeps on two channels:
 //!   decodes packets, runs the        control: what its own reader asks (answers
 //!   protocol (session::Session),              such as SUBACK and PUBACK, "send the
 //!   routes PUBLISH via the broker;            retained messages of this filter", the
 //!   at the end of each batch rings            client's PUBACK/PUBREC/PUBCOMP)
 //!   the Outboxes it fed and sends    bell:    rung by any publisher's reader after
 //!   ToWriter ──control──▶                     it queued messages in this session's
-//!                                             Outbox; the Outbox is read only while
-//!                                             the in-flight window has room
-//!                                  owns the outgoing QoS state (session::Outbound),
+//!   (or, with no writer thread yet,           Outbox; the Outbox is read only while
+//!   writes the answers itself with            the in-flight window has room
+//!   the writer's code)             owns the outgoing QoS state (session::Outbound),
 //!                                  encodes all that is ready, one write per batch
 //! ```
 //!
@@ -32,14 +32,17 @@
 //! - the **reader side of the session** (its subscriptions, the QoS 2 identifiers waiting
 //!   for PUBREL, the Will) belongs to the reader thread alone: no lock;
 //! - the **writer side of the session** (messages in flight, Packet Identifiers) belongs to
-//!   the writer thread alone: the reader forwards acknowledgements to it, no lock;
-//! - the **control channel** has one sender (the reader) and one receiver (the writer);
+//!   the writer thread alone: the reader forwards acknowledgements to it, no lock. Before
+//!   that thread starts, it waits in the connection's `WriterSlot`, which lends it to the
+//!   reader for each batch of answers;
+//! - the **control channel** has one sender (the reader) and one receiver (the writer),
+//!   made when the writer thread starts;
 //! - the **delivery queue** (an [`crate::broker::Outbox`]) has many senders, one per
 //!   matching subscription in the trie, and one receiver, the writer.
 //!
 //! Shutdown rule: whoever decides the connection is over shuts the socket down. The reader
-//! then stops reading, drops the control sender and joins the writer, which hands back its
-//! side of the session. The reader logs why, publishes the Will unless the client said
+//! then stops reading, drops the control sender and joins the writer (or finishes it on
+//! its own thread if it never had one), which hands back its side of the session. The reader logs why, publishes the Will unless the client said
 //! DISCONNECT (or the broker is stopping: with nothing on disk, mqttd drops the Wills it
 //! could defer), and stores the session (Clean Session 0) or ends it (Clean Session 1).
 
@@ -48,6 +51,7 @@ mod handshakers;
 mod input;
 mod reader;
 mod writer;
+mod writer_slot;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -76,6 +80,17 @@ pub(crate) const MEMORY_MAPS_PER_CONNECTION: usize = 8;
 /// hold the extra pages for its whole life. Measured with 3 000 connections opened 32 at a
 /// time: 18.5 KiB of stack per connection with one size for all, 16 KiB with two.
 const HANDSHAKE_STACK_SIZE: usize = 128 * 1024;
+
+/// Starts a connection thread (`rx:` or `tx:`) with its name and [`THREAD_STACK_SIZE`].
+fn spawn_named<T: Send + 'static>(
+    name: String,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name)
+        .stack_size(THREAD_STACK_SIZE)
+        .spawn(body)
+}
 
 /// A connection's place in two counts, its listener's and the whole broker's, held from
 /// accept to close: dropping it gives both back. This is how `max_connections` (the

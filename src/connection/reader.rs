@@ -1,22 +1,24 @@
 //! The reader thread, `rx:<client id>`: reads packets, lets the session act on them, passes
 //! what must be sent to the writer, and tears the connection down when it ends.
 
+use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 
 use crate::broker::{Broker, ConnectionId, Traffic};
 use crate::codec::{holds_whole_packet, read_frame_into};
 use crate::mailbox::Doorbells;
-use crate::protocol::{CloseReason, Handler, ToWriter};
+use crate::protocol::{is_timeout, CloseReason, Handler, ToWriter};
 use crate::session::{WriterSide, WrongAck};
 use crate::transport::Socket;
 
 use super::input::Input;
-use super::writer::Finished;
+use super::writer::{Finished, Writer};
+use super::writer_slot::{Answering, Ended, WriterSlot};
 use super::ListenerSlot;
 use super::{log_received, panic_message, trace_frame};
 
@@ -38,12 +40,11 @@ pub(super) struct Reader {
     pub keep_alive: u16,
     /// The protocol's side of the client: its session and its Will.
     pub handler: Handler,
-    /// Requests for the writer thread. Dropping it tells the writer to finish.
-    pub control: Sender<ToWriter>,
-    /// The writer thread; joining it gives its side of the session back.
-    pub writer: JoinHandle<Finished>,
-    /// Disconnected when the writer thread ends (nothing is ever sent on it).
-    pub writer_finished: Receiver<()>,
+    /// Requests for the writer thread, once it runs (`WriterSlot::control`). Dropping it
+    /// (with the slot's own copy, `WriterSlot::end`) tells the writer to finish.
+    pub control: Option<Sender<ToWriter>>,
+    /// The writer: its thread, or its state while it has none (`writer_slot.rs`).
+    pub writer: Arc<WriterSlot>,
     pub broker: Arc<Broker>,
     /// What this reader has received since its last batch, for the broker's counters.
     pub traffic: Traffic,
@@ -126,7 +127,8 @@ impl Reader {
     /// Ends a batch: wakes the writers of the subscribers it fed, and passes its requests
     /// to our writer, in the order the packets came (PUBACKs and PUBRECs in the order of
     /// their PUBLISHes, [MQTT-4.6.0-2] [MQTT-4.6.0-3]), after the batch's journal ticket:
-    /// the writer sends them once the journal holds what they confirm.
+    /// the writer sends them once the journal holds what they confirm. While the client
+    /// has no writer thread, this thread writes them itself.
     fn hand_over(
         &mut self,
         requests: &mut Vec<ToWriter>,
@@ -135,20 +137,83 @@ impl Reader {
         doorbells.ring();
         self.broker.count_received(self.traffic.take());
         // No acknowledgement before the state it confirms is on disk: the writer waits for
-        // the batch's ticket before it writes them, and this thread reads on meanwhile.
+        // the batch's ticket before it writes them, and this thread reads on meanwhile. So
+        // a ticket starts the writer thread, if the client has none yet.
         let ticket = self.handler.take_ticket();
-        if ticket.is_some() && self.control.send(ToWriter::AfterDisk(ticket)).is_err() {
+        if !ticket.is_some() && requests.is_empty() {
+            return Ok(());
+        }
+        // A client that publishes at QoS 1 or 2 gets its writer thread for the
+        // acknowledgements: its reader writing them itself, between two reads, doubled the
+        // p99 latency of bench/compare.sh's QoS pairs (chapter 09).
+        let thread_needed = ticket.is_some() || requests.iter().any(ToWriter::answers_a_publish);
+        match self.writer.answering(thread_needed) {
+            // No writer thread, and nothing to wait for: answer from here.
+            Answering::Reader(writer, side) => return self.answer(writer, side, requests),
+            Answering::Thread => {}
+            Answering::Closing => {
+                self.writer.settle(requests);
+                return Err(CloseReason::Io(io::Error::other(
+                    "its writer thread could not start",
+                )));
+            }
+        }
+        if self.control.is_none() {
+            self.control = self.writer.control();
+        }
+        let Some(control) = &self.control else {
+            return Err(CloseReason::PeerClosed);
+        };
+        if ticket.is_some() && control.send(ToWriter::AfterDisk(ticket)).is_err() {
             return Err(CloseReason::PeerClosed);
         }
         for request in requests.drain(..) {
             // Blocks while the control channel is full (our client is slow to read its
             // answers, so we stop reading its requests). Fails only if the writer has
             // exited, because the socket failed.
-            if self.control.send(request).is_err() {
+            if control.send(request).is_err() {
                 return Err(CloseReason::PeerClosed);
             }
         }
         Ok(())
+    }
+
+    /// Writes a batch's answers on this thread, with the writer's code, while the client
+    /// has no writer thread, then gives the writer back. A panic in there is a bug in
+    /// mqttd, caught as the writer thread would catch it: the writer goes back to its slot
+    /// (so the teardown keeps the session) and the connection closes.
+    fn answer(
+        &mut self,
+        mut writer: Box<Writer>,
+        mut side: WriterSide,
+        requests: &mut Vec<ToWriter>,
+    ) -> Result<(), CloseReason> {
+        let answered = panic::catch_unwind(AssertUnwindSafe(|| {
+            writer.answer(requests, &mut side.outbound)
+        }));
+        if answered.is_err() {
+            // What the panic left unhandled (`Writer::answer` keeps it reversed, so `pop`
+            // takes it in order): its acknowledgements still count.
+            while let Some(late) = requests.pop() {
+                writer.apply_late(late, &mut side.outbound);
+            }
+        }
+        let violation = writer.take_violation();
+        let failed = !matches!(answered, Ok(Ok(())));
+        let goes_on = self.writer.give_back(writer, side, failed);
+        match (answered, violation) {
+            (Ok(Ok(())), _) if goes_on => Ok(()),
+            (Ok(Ok(())), _) => Err(CloseReason::Io(io::Error::other(
+                "its writer thread could not start",
+            ))),
+            (Ok(Err(_)), Some(wrong)) => Err(wrong_ack(wrong)),
+            (Ok(Err(e)), None) if is_timeout(&e) => Err(CloseReason::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "it read nothing for 1.5 x Keep Alive while the broker wrote to it",
+            ))),
+            (Ok(Err(e)), None) => Err(CloseReason::Io(e)),
+            (Err(payload), _) => Err(CloseReason::Panicked(panic_message(&payload))),
+        }
     }
 
     /// Ends the connection: stop the writer and take its side of the session back, log
@@ -161,7 +226,6 @@ impl Reader {
             mut handler,
             control,
             writer,
-            writer_finished,
             broker,
             ..
         } = *self;
@@ -169,12 +233,32 @@ impl Reader {
         // PUBLISH that came just before DISCONNECT, say), flushes, and exits once the
         // control channel is disconnected, handing back the messages in flight. A client
         // that does not read could keep it waiting for ever, so after FLUSH_TIMEOUT the
-        // socket is shut down anyway, which makes any blocked write fail.
+        // socket is shut down anyway, which makes any blocked write fail. A writer that
+        // never had a thread is finished here.
         drop(control);
-        let _ = writer_finished.recv_timeout(FLUSH_TIMEOUT);
-        socket.shutdown();
         let client_id = Arc::clone(&handler.session.client_id);
-        let (writer_side, violation) = join_writer(writer, &client_id);
+        let (writer_side, violation) = match writer.end() {
+            Ended::Thread { thread, finished } => {
+                let _ = finished.recv_timeout(FLUSH_TIMEOUT);
+                socket.shutdown();
+                join_writer(thread, &client_id)
+            }
+            Ended::NeverStarted(mut writer, side) => {
+                socket.shutdown();
+                let Finished { side, violation } =
+                    writer.finish(Ok(()), side.deliveries, side.outbound);
+                (Some(side), violation.map(wrong_ack))
+            }
+            Ended::Lost => {
+                socket.shutdown();
+                log::error!(
+                    "client {client_id:?}: its writer was lost; the session cannot be kept"
+                );
+                (None, None)
+            }
+        };
+        // No ring may look for this connection's writer any more.
+        handler.session.outbox().set_starter(None);
         // A rule broken where only the writer saw it is the cause of the socket error the
         // reader saw.
         let reason = match (violation, reason) {

@@ -53,7 +53,9 @@ pub(super) struct Writer {
     batch: Vec<u8>,
     socket: Socket,
     client_id: Arc<str>,
-    control: Receiver<ToWriter>,
+    /// What the reader asks of the writer thread: `never()` (which allocates nothing)
+    /// until the thread starts and `start_thread` gives it the channel.
+    pub(super) control: Receiver<ToWriter>,
     /// The session's queue: to mark it disconnected, and to report drops.
     outbox: Arc<Outbox>,
     /// To look up retained messages.
@@ -71,6 +73,16 @@ pub(super) struct Writer {
     /// The records this batch of packets makes (a PUBLISH sent, a PUBREL, an acknowledgement
     /// received), handed to the journal before the batch is written: see [`Writer::flush`].
     journal: Batch,
+}
+
+/// How a writer thread begins.
+pub(super) enum Start {
+    /// At the connect, with the CONNACK to send first and, on a resumed session, whatever
+    /// was in flight to send again.
+    Connack(Packet),
+    /// Later, when the first delivery arrives (or answers must wait for the journal): the
+    /// CONNACK and everything since have already gone out (see `writer_slot.rs`).
+    Later,
 }
 
 /// What the writer thread hands back to the reader when it ends.
@@ -111,7 +123,6 @@ impl Writer {
     pub fn new(
         socket: Socket,
         client_id: Arc<str>,
-        control: Receiver<ToWriter>,
         outbox: Arc<Outbox>,
         broker: Arc<Broker>,
     ) -> Writer {
@@ -119,7 +130,7 @@ impl Writer {
             batch: Vec::new(),
             socket,
             client_id,
-            control,
+            control: crossbeam_channel::never(),
             outbox,
             broker,
             last_drop_report: Instant::now(),
@@ -153,17 +164,20 @@ impl Writer {
     }
 
     /// Serves the connection until the reader lets go of control or the socket fails.
-    #[allow(clippy::boxed_local)] // Boxed on purpose, for the stack: start_session_threads.
-    pub fn run(mut self: Box<Self>, connack: Packet, side: WriterSide) -> Finished {
+    #[allow(clippy::boxed_local)] // Boxed on purpose, for the stack: see `writer_slot.rs`.
+    pub fn run(mut self: Box<Self>, start: Start, side: WriterSide) -> Finished {
         let WriterSide {
             deliveries,
             mut outbound,
         } = side;
+        // A writer thread waits for its client as long as it takes (the teardown's
+        // FLUSH_TIMEOUT ends the wait); only the reader's own writes had a time limit.
+        let _ = self.socket.set_write_timeout(None);
         // A panic here is a bug in mqttd; it ends this connection like a failed write and
         // harms nobody else ([MQTT-4.8.0-2]). Nothing in `serve` holds a lock across code
         // that can panic, and parking_lot locks are released during unwinding anyway.
         let served = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.serve(connack, &deliveries, &mut outbound)
+            self.serve(start, &deliveries, &mut outbound)
         }))
         .unwrap_or_else(|payload| {
             log::error!(
@@ -173,6 +187,67 @@ impl Writer {
             );
             Err(io::Error::other("writer thread panicked"))
         });
+        self.finish(served, deliveries, outbound)
+    }
+
+    /// Sends the CONNACK from the thread that accepted the connection, when the writer
+    /// thread is not started at once.
+    pub fn send_connack(&mut self, connack: &Packet) -> io::Result<()> {
+        // [MQTT-3.2.0-1] CONNACK is the first packet the client receives.
+        self.write(connack)?;
+        self.flush()
+    }
+
+    /// Does, on the reader's thread, what the reader asks while no writer thread runs:
+    /// writes its answers (PUBACK, SUBACK, PINGRESP, …), applies the client's
+    /// acknowledgements, sends the retained messages of a new subscription. The same code
+    /// as in the writer thread, one batch, one write. An error closes the connection; a
+    /// wrong acknowledgement is then in `violation`.
+    /// `requests` is emptied as they are handled, from the front, so that what a panic
+    /// leaves in it is what was not handled (`Reader::answer` applies that).
+    pub fn answer(
+        &mut self,
+        requests: &mut Vec<ToWriter>,
+        outbound: &mut Outbound,
+    ) -> io::Result<()> {
+        requests.reverse();
+        while let Some(request) = requests.pop() {
+            if let Err(e) = self.handle(Work::Control(request), outbound) {
+                // The rest of the batch is for a connection that is closing; only its
+                // acknowledgements still count.
+                while let Some(late) = requests.pop() {
+                    self.apply_late(late, outbound);
+                }
+                return Err(e);
+            }
+        }
+        self.flush()
+    }
+
+    /// Whether this writer has deliveries to send, which only a writer thread does.
+    pub fn has_deliveries(side: &WriterSide) -> bool {
+        !side.deliveries.is_empty() || side.outbound.has_deferred()
+    }
+
+    /// The session's Outbox, which this writer empties.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// The wrong acknowledgement that made `answer` fail, if that is why.
+    pub fn take_violation(&mut self) -> Option<WrongAck> {
+        self.violation.take()
+    }
+
+    /// Ends the writer, in its thread or, for one never started, in the reader's teardown:
+    /// the session no longer counts as connected, drops are reported, and after a failed
+    /// write what the reader still hands over is applied.
+    pub fn finish(
+        &mut self,
+        served: io::Result<()>,
+        deliveries: Receiver<Delivery>,
+        mut outbound: Outbound,
+    ) -> Finished {
         self.outbox.set_connected(false);
         self.report_drops(Report::Now);
         if let Err(error) = served {
@@ -206,18 +281,20 @@ impl Writer {
 
     fn serve(
         &mut self,
-        connack: Packet,
+        start: Start,
         deliveries: &Receiver<Delivery>,
         outbound: &mut Outbound,
     ) -> io::Result<()> {
-        // [MQTT-3.2.0-1] CONNACK is the first packet the client receives.
-        self.write(&connack)?;
-        // [MQTT-4.4.0-1] then, on a resumed session, whatever was not acknowledged, in its
-        // original order ([MQTT-4.6.0-1]), before anything new.
-        for packet in outbound.resend() {
-            self.write(&packet)?;
+        if let Start::Connack(connack) = start {
+            // [MQTT-3.2.0-1] CONNACK is the first packet the client receives.
+            self.write(&connack)?;
+            // [MQTT-4.4.0-1] then, on a resumed session, whatever was not acknowledged, in
+            // its original order ([MQTT-4.6.0-1]), before anything new.
+            for packet in outbound.resend() {
+                self.write(&packet)?;
+            }
+            self.flush()?;
         }
-        self.flush()?;
         // Whether more work is likely within microseconds (see `next_soon`).
         let mut expecting = false;
         while let Some(first) = self.next_soon(expecting, deliveries, outbound) {
@@ -472,16 +549,21 @@ impl Writer {
     fn drain_after_failure(&mut self, outbound: &mut Outbound) {
         let control = self.control.clone();
         for request in control.iter() {
-            match request {
-                ToWriter::Ack(ack) => {
-                    // A wrong one changes nothing; the connection is closing anyway.
-                    if outbound.acknowledge(ack).is_ok() {
-                        self.record_ack(ack);
-                    }
+            self.apply_late(request, outbound);
+        }
+    }
+
+    /// Applies a request that comes after the connection failed: an acknowledgement still
+    /// changes the session; nothing else is for a connection that is gone.
+    pub fn apply_late(&mut self, request: ToWriter, outbound: &mut Outbound) {
+        match request {
+            ToWriter::Ack(ack) => {
+                // A wrong one changes nothing; the connection is closing anyway.
+                if outbound.acknowledge(ack).is_ok() {
+                    self.record_ack(ack);
                 }
-                // Answers and retained messages are for a connection that is gone.
-                ToWriter::Send(_) | ToWriter::SendRetained { .. } | ToWriter::AfterDisk(_) => {}
             }
+            ToWriter::Send(_) | ToWriter::SendRetained { .. } | ToWriter::AfterDisk(_) => {}
         }
     }
 }

@@ -72,3 +72,15 @@ pub(crate) enum ToWriter {
     /// so the writer sends nothing more until the journal has committed that far.
     AfterDisk(Ticket),
 }
+
+impl ToWriter {
+    /// Whether this answers the client's own publishing: the PUBACK or PUBREC of its
+    /// PUBLISH, the PUBCOMP of its PUBREL. A client that publishes at QoS 1 or 2 keeps
+    /// sending, and these go through its writer thread (`Reader::hand_over`).
+    pub fn answers_a_publish(&self) -> bool {
+        matches!(
+            self,
+            ToWriter::Send(Packet::Puback(_) | Packet::Pubrec(_) | Packet::Pubcomp(_))
+        )
+    }
+}

@@ -288,6 +288,15 @@ impl Socket {
         self.0.tcp.set_read_timeout(timeout)
     }
 
+    /// Makes a blocked write give up after `timeout` without progress (`None`: wait for
+    /// ever): the keepalive timer while the reader writes its own answers. Changed under
+    /// the output lock, if there is one: `Layers::goodbye` sets a timeout of its own under
+    /// it for its last words, which a change from here must not undo.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let _output = self.0.layers.get().map(|layers| layers.output.lock());
+        self.0.tcp.set_write_timeout(timeout)
+    }
+
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.0.tcp.peer_addr().ok()
     }
