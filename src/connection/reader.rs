@@ -143,23 +143,25 @@ impl Reader {
         if !ticket.is_some() && requests.is_empty() {
             return Ok(());
         }
-        // A client that publishes at QoS 1 or 2 gets its writer thread for the
-        // acknowledgements: its reader writing them itself, between two reads, doubled the
-        // p99 latency of bench/compare.sh's QoS pairs (chapter 09).
-        let thread_needed = ticket.is_some() || requests.iter().any(ToWriter::answers_a_publish);
-        match self.writer.answering(thread_needed) {
-            // No writer thread, and nothing to wait for: answer from here.
-            Answering::Reader(writer, side) => return self.answer(writer, side, requests),
-            Answering::Thread => {}
-            Answering::Closing => {
-                self.writer.settle(requests);
-                return Err(CloseReason::Io(io::Error::other(
-                    "its writer thread could not start",
-                )));
-            }
-        }
+        // Until the writer thread runs, ask the slot who answers. (Once it runs, it stays
+        // until the end, and its control channel is all there is to ask.)
         if self.control.is_none() {
-            self.control = self.writer.control();
+            // A client that publishes at QoS 1 or 2 gets its writer thread for the
+            // acknowledgements: its reader writing them itself, between two reads, doubled
+            // the p99 latency of bench/compare.sh's QoS pairs (chapter 09).
+            let thread_needed =
+                ticket.is_some() || requests.iter().any(ToWriter::answers_a_publish);
+            match self.writer.answering(thread_needed) {
+                // No writer thread, and nothing to wait for: answer from here.
+                Answering::Reader(writer, side) => return self.answer(writer, side, requests),
+                Answering::Thread => self.control = self.writer.control(),
+                Answering::Closing => {
+                    self.writer.settle(requests);
+                    return Err(CloseReason::Io(io::Error::other(
+                        "its writer thread could not start",
+                    )));
+                }
+            }
         }
         let Some(control) = &self.control else {
             return Err(CloseReason::PeerClosed);
