@@ -323,6 +323,8 @@ fn start_session_threads(
             // Dropping `hand_over` on the way out lets the waiting reader thread end.
             Err(not_started) => {
                 let (_, writer_side, e) = *not_started;
+                // Away again: a stored session keeps QoS 1 and 2 only ([MQTT-3.1.2-5]).
+                outbox.set_connected(false);
                 let e = format!("cannot start a connection thread: {e}");
                 return Err(give_up(handler, Some(writer_side), connection, broker, e));
             }
